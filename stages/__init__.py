@@ -1,0 +1,1 @@
+"""Pipeline stages: download -> train -> prune -> evaluate (see dvc.yaml)."""

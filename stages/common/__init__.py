@@ -1,0 +1,1 @@
+"""Code shared by the stages: config, data, model, training loop, checkpoints, metrics."""

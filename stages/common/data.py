@@ -1,0 +1,58 @@
+"""MNIST as in-memory tensors, plus batch augmentation.
+
+60k 28x28 digits are 47 MB as uint8: holding them in memory and slicing batches is several times
+faster on 2 cores than a DataLoader that decodes one PIL image at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.datasets import MNIST
+
+RAW_FILES = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # float32 N x 1 x 28 x 28 in [0, 1]
+    labels: torch.Tensor  # int64 N
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_split(root: str | Path, train: bool, limit: int = 0) -> Split:
+    """Read the IDX files written by the download stage; limit > 0 keeps the first `limit` images."""
+    raw = Path(root) / "MNIST" / "raw"
+    missing = [name for name in RAW_FILES if not (raw / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{raw / missing[0]} is missing: run `dvc repro download` first")
+    ds = MNIST(str(root), train=train, download=False)
+    images, labels = ds.data, ds.targets
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return Split(images.unsqueeze(1).float().div_(255.0), labels.long())
+
+
+def augment(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator) -> torch.Tensor:
+    """Random rotation and translation per image, in one affine warp for the whole batch."""
+    if max_shift == 0 and max_rotate == 0:
+        return x
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_rotate)
+    # affine_grid works in [-1, 1] coordinates, where 14 px is 1.0.
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (max_shift / 14.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,66 @@
+"""Measurements of one model, each a plain function returning a flat dict (merged by the evaluate stage)."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import psutil
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Split
+from .model import prunable
+
+
+def size_metrics(model: nn.Module, checkpoint: Path) -> dict[str, float]:
+    weights = [m.weight for _, m in prunable(model)]
+    w_total = sum(w.numel() for w in weights)
+    w_nonzero = sum(int(torch.count_nonzero(w)) for w in weights)
+    return {"params_total": sum(p.numel() for p in model.parameters()),
+            "params_nonzero": sum(int(torch.count_nonzero(p)) for p in model.parameters()),
+            # Over conv + linear weights: the set prune.amount refers to.
+            "sparsity": 1 - w_nonzero / w_total,
+            "checkpoint_bytes": checkpoint.stat().st_size}
+
+
+@torch.inference_mode()
+def accuracy_metrics(model: nn.Module, test: Split, batch_size: int) -> tuple[dict[str, float], torch.Tensor]:
+    model.eval()
+    logits = torch.cat([model(test.images[i:i + batch_size]) for i in range(0, len(test), batch_size)])
+    preds = logits.argmax(1)
+    return ({"accuracy": 100.0 * (preds == test.labels).float().mean().item(),
+             "loss": F.cross_entropy(logits, test.labels).item()}, preds)
+
+
+def _median_seconds(fn: object, runs: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()  # type: ignore[operator]
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def speed_metrics(model: nn.Module, test: Split, batch_size: int, latency_runs: int,
+                  throughput_batches: int) -> dict[str, float]:
+    model.eval()
+    one, batch = test.images[:1], test.images[:batch_size]
+    latency = _median_seconds(lambda: model(one), latency_runs, warmup=20)
+    per_batch = _median_seconds(lambda: model(batch), throughput_batches, warmup=2)
+    return {"latency_b1_ms": 1000.0 * latency, "throughput_ips": len(batch) / per_batch}
+
+
+def peak_rss_mb() -> float:
+    """High-water mark of this process's resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20

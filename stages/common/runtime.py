@@ -1,0 +1,40 @@
+"""The one place that fixes seeds and threads."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int, threads: int) -> torch.Generator:
+    """Seed every RNG, fix the thread count and ask torch for deterministic kernels.
+
+    Returns a generator for data order and augmentation, so those do not depend on how many
+    random numbers the model's own layers (dropout) have drawn.
+    """
+    # Thread count changes the order of float reductions in some kernels, so it is fixed by params,
+    # not taken from the machine.
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.use_deterministic_algorithms(True)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def cli(main: Callable[[], None]) -> None:
+    """Run a stage's main(); expected failures print one line naming the cause and exit 1, no traceback."""
+    try:
+        main()
+    except (ValueError, OSError) as exc:
+        # ConfigError, CheckpointError (ValueError) and DownloadError (OSError) name the key or file.
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,101 @@
+"""The training loop shared by dense training and pruning's fine-tuning."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .data import Split, augment
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    max_shift: float = 0.0
+    max_rotate: float = 0.0
+    # onecycle: warm-up then anneal, for training from scratch; cosine: straight decay from lr,
+    # for fine-tuning weights that are already good.
+    schedule: str = "onecycle"
+
+
+def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if spec.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=total, pct_start=0.2)
+    if spec.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    raise ValueError(f"unknown schedule {spec.schedule!r}; known: onecycle, cosine")
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, split: Split, batch_size: int = 1000) -> torch.Tensor:
+    """Logits for a whole split, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(split.images[i:i + batch_size]) for i in range(0, len(split), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def score(model: nn.Module, split: Split) -> dict[str, float]:
+    logits = predict(model, split)
+    return {"loss": F.cross_entropy(logits, split.labels).item(),
+            "accuracy": 100.0 * (logits.argmax(1) == split.labels).float().mean().item()}
+
+
+def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
+        on_step: Callable[[int, int], None] | None = None, loss_fn: LossFn | None = None,
+        desc: str = "train") -> list[dict[str, float]]:
+    """Train with AdamW; returns one row per epoch (train and test loss and accuracy, seconds).
+
+    on_step(step, total_steps) runs before every optimizer step (gradual pruning uses it).
+    loss_fn(logits, labels, images) replaces label-smoothed cross-entropy (distillation uses it).
+    """
+    n_batches = -(-len(train) // spec.batch_size)
+    total = spec.epochs * n_batches
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = _scheduler(opt, spec, total)
+    history = []
+    step = 0
+    for epoch in range(1, spec.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(train), generator=gen)
+        loss_sum, correct = 0.0, 0
+        for b in tqdm(range(n_batches), desc=f"{desc} epoch {epoch}/{spec.epochs}", leave=False,
+                      mininterval=2.0):
+            if on_step is not None:
+                on_step(step, total)
+            idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
+            x = augment(train.images[idx], spec.max_shift, spec.max_rotate, gen)
+            y = train.labels[idx]
+            logits = model(x)
+            if loss_fn is None:
+                loss = F.cross_entropy(logits, y, label_smoothing=spec.label_smoothing)
+            else:
+                loss = loss_fn(logits, y, x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == y).sum().item()
+        row = {"epoch": epoch, "train_loss": loss_sum / len(train), "train_accuracy": 100.0 * correct / len(train),
+               "seconds": time.perf_counter() - t0}
+        if test is not None:
+            row.update({f"test_{k}": v for k, v in score(model, test).items()})
+        history.append(row)
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    return history

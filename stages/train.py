@@ -1,0 +1,44 @@
+"""Stage 2: train the big dense CNN and save models/big_model.pth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from stages.common import paths
+from stages.common.config import Params, load_params
+from stages.common.data import load_split
+from stages.common.io import save_checkpoint, write_csv
+from stages.common.model import build_model, count_params, model_args_from
+from stages.common.runtime import cli, seed_everything
+from stages.common.training import FitSpec, fit
+
+
+def fit_spec(params: Params) -> FitSpec:
+    t = params.train
+    return FitSpec(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
+                   schedule="onecycle")
+
+
+def run(params: Params) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train from scratch; returns the model and its per-epoch history."""
+    gen = seed_everything(params.seed, params.threads)
+    train = load_split(params.data.root, train=True, limit=params.data.train_limit)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit)
+    model = build_model(**model_args_from(params.model))
+    print(f"model: {count_params(model):,} parameters, {len(train)} training images", flush=True)
+    history = fit(model, train, test, fit_spec(params), gen, desc="train")
+    return model, history
+
+
+def main() -> None:
+    params = load_params()
+    model, history = run(params)
+    save_checkpoint(paths.DENSE_MODEL, model)
+    write_csv(paths.TRAIN_LOG, [{"stage": "train", **row} for row in history])
+
+
+if __name__ == "__main__":
+    cli(main)

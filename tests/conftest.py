@@ -1,0 +1,73 @@
+"""Tiny configs and a synthetic MNIST-shaped dataset, so the suite runs in minutes on 2 cores."""
+
+from __future__ import annotations
+
+import copy
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stages.common.config import Params, params_from_dict
+
+# A few thousand images, one short epoch, a net small enough to train in seconds.
+TINY: dict[str, Any] = {
+    "seed": 0,
+    "threads": 2,
+    "data": {"root": "data", "source": "auto", "train_limit": 2000, "test_limit": 500, "timeout_s": 2.0},
+    "model": {"conv_channels": [4, 8], "hidden": [64, 32], "dropout": 0.1},
+    "train": {"epochs": 1, "batch_size": 64, "lr": 0.003, "weight_decay": 0.0005, "label_smoothing": 0.1,
+              "max_shift": 1.0, "max_rotate": 5.0},
+    "prune": {"method": "global_l1", "amount": 0.8, "finetune_epochs": 1, "steps": 3, "ramp": 0.6,
+              "lr": 0.001, "batch_size": 64},
+    "evaluate": {"batch_size": 128, "latency_runs": 5, "throughput_batches": 2},
+}
+
+
+def tiny_dict(**sections: dict[str, Any]) -> dict[str, Any]:
+    """TINY with some keys overridden, e.g. tiny_dict(prune={"amount": 0.5})."""
+    d = copy.deepcopy(TINY)
+    for name, changes in sections.items():
+        d[name].update(changes)
+    return d
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 28x28 images whose class is a bright 8x8 square at one of 10 places, plus noise: learnable fast."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        r, c = 2 + 12 * (y // 5), 1 + 5 * (y % 5)
+        images[i, r:r + 8, c:c + 8] = 255
+    return images, labels
+
+
+def write_idx(raw: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, len(images), 28, 28)
+                                                     + images.tobytes())
+    (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, len(labels)) + labels.tobytes())
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mnist")
+    raw = root / "MNIST" / "raw"
+    write_idx(raw, "train", *synthetic_digits(2000, seed=1))
+    write_idx(raw, "t10k", *synthetic_digits(500, seed=2))
+    return root
+
+
+@pytest.fixture
+def tiny_params(synthetic_root: Path) -> Params:
+    return params_from_dict(tiny_dict(data={"root": str(synthetic_root)}))
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty folder, where the stages' relative output paths (models/, metrics/) land."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,87 @@
+"""params.yaml validation: every bad value fails with a message that names its key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.common.config import ConfigError, load_params, params_from_dict
+from tests.conftest import TINY, tiny_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_build_and_match_defaults_we_document() -> None:
+    params = load_params(ROOT / "params.yaml")
+    assert 0.9 <= params.prune.amount < 1
+    assert params.model.conv_channels == (32, 64)
+
+
+def test_tiny_params_build() -> None:
+    assert params_from_dict(TINY).prune.amount == 0.8
+
+
+@pytest.mark.parametrize(("section", "key", "value", "named"), [
+    ("prune", "amount", 1.0, "prune.amount"),
+    ("prune", "amount", -0.1, "prune.amount"),
+    ("prune", "amount", "half", "prune.amount"),
+    ("prune", "amount", True, "prune.amount"),
+    ("prune", "method", "random", "prune.method"),
+    ("prune", "steps", 0, "prune.steps"),
+    ("prune", "finetune_epochs", -1, "prune.finetune_epochs"),
+    ("prune", "ramp", 0.0, "prune.ramp"),
+    ("data", "source", "ftp", "data.source"),
+    ("data", "train_limit", -5, "data.train_limit"),
+    ("train", "epochs", 0, "train.epochs"),
+    ("train", "epochs", 2.5, "train.epochs"),
+    ("train", "batch_size", -1, "train.batch_size"),
+    ("train", "lr", 0, "train.lr"),
+    ("model", "conv_channels", [32, 0], "model.conv_channels"),
+    ("model", "hidden", "wide", "model.hidden"),
+    ("model", "dropout", 1.0, "model.dropout"),
+    ("evaluate", "latency_runs", 0, "evaluate.latency_runs"),
+    ("prune", "amout", 0.5, "prune.amout"),  # a typo is an unknown key, not a silent default
+])
+def test_bad_value_is_rejected_naming_the_key(section: str, key: str, value: object, named: str) -> None:
+    raw = tiny_dict()
+    raw[section][key] = value
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        params_from_dict(raw)
+
+
+def test_unknown_top_level_key_and_missing_section() -> None:
+    with pytest.raises(ConfigError, match="'sed'"):
+        params_from_dict({**tiny_dict(), "sed": 1})
+    raw = tiny_dict()
+    del raw["prune"]
+    with pytest.raises(ConfigError, match="missing section 'prune'"):
+        params_from_dict(raw)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "is empty"),
+    ("prune: [unclosed\n", "not valid YAML"),
+    ("- a list\n", "a mapping"),
+])
+def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_params(path)
+
+
+def test_stage_with_bad_params_exits_with_one_line_and_keeps_outputs(tmp_path: Path) -> None:
+    raw = tiny_dict(prune={"amount": 1.5})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    existing = tmp_path / "models" / "big_model_pruned.pth"
+    existing.parent.mkdir()
+    existing.write_bytes(b"previous output")
+    res = subprocess.run([sys.executable, "-m", "stages.prune"], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == ["error: prune.amount must be a number in [0, 1), got 1.5"]
+    assert existing.read_bytes() == b"previous output"

