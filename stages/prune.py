@@ -6,6 +6,7 @@ then makes the masks permanent with torch.nn.utils.prune.remove so the saved wei
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from torch.nn.utils import prune
 from stages.common import paths
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
-from stages.common.io import load_checkpoint, save_checkpoint, write_csv
+from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
 from stages.common.model import prunable
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, score
@@ -101,13 +102,16 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
 
 def main() -> None:
     params = load_params()
+    t0 = time.perf_counter()
     model, report, history = run(params)
+    seconds = time.perf_counter() - t0
     print(f"global sparsity {report['global_sparsity']:.4f}")
     for row in report["layers"]:
         print(f"  {row['layer']:<14} {row['nonzero']:>9,} / {row['params']:>9,} nonzero  "
               f"sparsity {row['sparsity']:.4f}")
     save_checkpoint(paths.PRUNED_MODEL, model)
     write_csv(paths.LAYER_SPARSITY, report["layers"])
+    write_json(paths.PRUNE_METRICS, {"global_sparsity": report["global_sparsity"], "seconds": seconds})
     write_csv(paths.FINETUNE_LOG, [{"stage": "finetune", **row} for row in history])
 
 

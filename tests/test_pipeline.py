@@ -68,3 +68,34 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     assert metrics(repo, "pruned")["sparsity"] == pytest.approx(0.7, abs=1e-4)
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json"))
     assert "sparsity" in diff["metrics/pruned.json"]
+
+
+def test_notebook_executes_top_to_bottom(repo: Path) -> None:
+    nbclient = pytest.importorskip("nbclient")  # in requirements.txt; importorskip only for a clearer error
+    nbformat = pytest.importorskip("nbformat")
+    sh(repo, "dvc", "repro")  # a no-op when the first test already ran it
+    nb = nbformat.read(ROOT / "notebooks" / "big_nn_pruning_experiments.ipynb", as_version=4)
+    os.environ["BIGNN_ROOT"] = str(repo)
+    try:
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo)}}
+                                ).execute()
+    finally:
+        del os.environ["BIGNN_ROOT"]
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "accuracy" in text and "pruned wrong on" in text
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 2  # per-layer sparsity and misclassified digits
+
+
+def test_remote_push_then_pull_in_a_fresh_clone(repo: Path, tmp_path: Path) -> None:
+    sh(repo, "dvc", "repro")
+    sh(repo, "dvc", "remote", "add", "-f", "-d", "local", str(tmp_path / "remote"))
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "results and a remote")
+    sh(repo, "dvc", "push")
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    sh(clone, "dvc", "pull")
+    assert (clone / "models" / "big_model_pruned.pth").read_bytes() == \
+        (repo / "models" / "big_model_pruned.pth").read_bytes()
+    assert "up to date" in sh(clone, "dvc", "status")

@@ -62,7 +62,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 128
     # OneCycle peaks at lr: a short warm-up lets Adam take a high rate without diverging.
     lr: float = 3e-3
@@ -90,12 +90,14 @@ class PruneConfig:
     # Fraction of all conv + linear weights set to zero.
     amount: float = 0.95
     # Fine-tuning after (and during) pruning; 0 = one-shot pruning with no recovery.
-    finetune_epochs: int = 3
+    finetune_epochs: int = 2
     # Gradual pruning: sparsity rises along a cubic schedule (Zhu & Gupta 2017) in `steps` prune
     # steps spread over the first `ramp` fraction of fine-tuning. steps = 1 is one-shot then fine-tune.
     steps: int = 10
     ramp: float = 0.6
-    lr: float = 1e-3
+    # A third of training's peak rate: higher rates knock the pruned net off its minimum (99.38% vs 99.51%
+    # at 95% sparsity), lower ones do not recover (99.39%).
+    lr: float = 3e-4
     batch_size: int = 128
 
     METHODS = ("global_l1",)

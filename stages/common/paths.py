@@ -8,3 +8,4 @@ METRICS_DIR = Path("metrics")
 TRAIN_LOG = METRICS_DIR / "train_log.csv"
 FINETUNE_LOG = METRICS_DIR / "finetune_log.csv"
 LAYER_SPARSITY = METRICS_DIR / "layer_sparsity.csv"
+PRUNE_METRICS = METRICS_DIR / "prune.json"

@@ -22,6 +22,9 @@ def seed_everything(seed: int, threads: int) -> torch.Generator:
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.use_deterministic_algorithms(True)
+    # Adam's moments for pruned (always-zero-gradient) weights decay geometrically into denormal floats,
+    # which x86 handles ~100x slower: fine-tuning ran 25% slower without this.
+    torch.set_flush_denormal(True)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -1,0 +1,103 @@
+"""Sweep prune.amount as queued DVC experiments and collect the results (not a pipeline stage).
+
+    python -m stages.sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
+    python -m stages.sweep --collect-only  # only rebuild the table from `dvc exp show`
+
+Each experiment reuses the trained dense model from the DVC cache and reruns prune + evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from stages.common import paths
+from stages.common.io import write_csv
+
+AMOUNTS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
+SWEEP_CSV = paths.METRICS_DIR / "sweep.csv"
+
+
+def exp_name(amount: float) -> str:
+    return f"sweep-{amount:g}"
+
+
+def queue_commands(amounts: Sequence[float]) -> list[list[str]]:
+    """One `dvc exp run --queue` per amount, named so that a rerun replaces (not duplicates) it."""
+    return [["dvc", "exp", "run", "--queue", "-n", exp_name(a), "-S", f"prune.amount={a}"] for a in amounts]
+
+
+def _dvc(*args: str, check: bool = True) -> str:
+    res = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed: {res.stderr.strip()[-1000:]}")
+    return res.stdout
+
+
+def run_queue(amounts: Sequence[float], jobs: int = 1) -> None:
+    # Removing old runs of the same names first keeps `dvc exp show` to one row per amount.
+    _dvc("exp", "remove", *[exp_name(a) for a in amounts], check=False)
+    for cmd in queue_commands(amounts):
+        subprocess.run(cmd, check=True)
+    _dvc("queue", "start", "-j", str(jobs))
+    while True:
+        time.sleep(10)
+        status = _dvc("queue", "status")
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+    if "Failed" in status:
+        raise RuntimeError(f"some experiments failed (see `dvc queue logs <name>`):\n{status}")
+
+
+def _rows_from_exp_show(data: list[dict[str, Any]], dense_accuracy: float) -> list[dict[str, Any]]:
+    rows = {}
+    for baseline in data:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                name = rev.get("name") or ""
+                if not name.startswith("sweep-") or not rev.get("data"):
+                    continue
+                d = rev["data"]
+                pruned = d["metrics"]["metrics/pruned.json"]["data"]
+                seconds = d["metrics"].get("metrics/prune.json", {}).get("data", {}).get("seconds", float("nan"))
+                amount = d["params"]["params.yaml"]["data"]["prune"]["amount"]
+                rows[amount] = {"amount": amount, "sparsity": round(pruned["sparsity"], 5),
+                                "accuracy": round(pruned["accuracy"], 2),
+                                "drop_vs_dense": round(dense_accuracy - pruned["accuracy"], 2),
+                                "params_nonzero": pruned["params_nonzero"], "prune_seconds": round(seconds, 1)}
+    return [rows[a] for a in sorted(rows)]
+
+
+def collect() -> list[dict[str, Any]]:
+    dense = json.loads((paths.METRICS_DIR / "dense.json").read_text())
+    rows = _rows_from_exp_show(json.loads(_dvc("exp", "show", "--json")), dense["accuracy"])
+    if not rows:
+        raise RuntimeError("no sweep-* experiments found in `dvc exp show`")
+    write_csv(SWEEP_CSV, rows)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--amounts", type=float, nargs="+", default=list(AMOUNTS))
+    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
+    ap.add_argument("--collect-only", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.collect_only:
+        run_queue(args.amounts, args.jobs)
+    print(markdown(collect()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Faults: unwritable or full disks leave nothing partial; no unrestricted deserialization anywhere."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from stages.common import io
+from stages.common.model import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_disk_full_leaves_old_output_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "models" / "big_model.pth"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(OSError, match=r"cannot write .*big_model.pth: No space left on device"):
+        io.save_checkpoint(target, build_model(conv_channels=[2], hidden=[4]))
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["big_model.pth"]
+
+
+def test_output_folder_that_is_a_file_gives_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "models").write_text("not a folder")
+    with pytest.raises(OSError, match=r"cannot write .*models/x.json"):
+        io.write_json(tmp_path / "models" / "x.json", {"a": 1})
+
+
+def test_every_torch_load_is_weights_only() -> None:
+    sources = [p for d in ("stages", "notebooks") for p in (ROOT / d).rglob("*") if p.suffix in (".py", ".ipynb")]
+    calls = [(p, m) for p in sources for m in re.finditer(r"torch\.load\(([^)]*)\)", p.read_text())]
+    assert calls, "expected at least one torch.load in the stages"
+    for path, match in calls:
+        assert "weights_only=True" in match.group(1), f"{path}: {match.group(0)}"
+
+
+def test_no_plain_pickle_load_anywhere() -> None:
+    for path in (ROOT / "stages").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"pickle\.loads?\(", text), f"{path} unpickles without a restricted Unpickler"
