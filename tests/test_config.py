@@ -74,14 +74,43 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
         load_params(path)
 
 
-def test_stage_with_bad_params_exits_with_one_line_and_keeps_outputs(tmp_path: Path) -> None:
-    raw = tiny_dict(prune={"amount": 1.5})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    existing = tmp_path / "models" / "big_model_pruned.pth"
-    existing.parent.mkdir()
-    existing.write_bytes(b"previous output")
-    res = subprocess.run([sys.executable, "-m", "stages.prune"], cwd=tmp_path, capture_output=True, text=True,
+def _bad(section: str, key: str, value: object) -> str:
+    raw = tiny_dict()
+    raw[section][key] = value
+    return yaml.safe_dump(raw)
+
+
+def _without(section: str) -> str:
+    raw = tiny_dict()
+    del raw[section]
+    return yaml.safe_dump(raw)
+
+
+@pytest.mark.parametrize(("stage", "text", "named"), [
+    ("prune", _bad("prune", "amount", 1.5), "prune.amount must be a number in [0, 1), got 1.5"),
+    ("prune", _bad("prune", "amount", "lots"), "prune.amount must be a number"),
+    ("prune", _bad("prune", "method", "magic"), "prune.method must be one of ['global_l1']"),
+    ("train", _bad("train", "epochs", 0), "train.epochs must be an integer > 0"),
+    ("train", _bad("train", "batch_size", "big"), "train.batch_size must be an integer"),
+    ("train", _bad("model", "hidden", [64, -1]), "model.hidden must be a list of positive integers"),
+    ("download", _bad("data", "source", "ftp"), "data.source must be one of"),
+    ("evaluate", _bad("evaluate", "latency_runs", -3), "evaluate.latency_runs must be an integer > 0"),
+    ("evaluate", _bad("evaluate", "colour", "red"), "unknown key 'evaluate.colour'"),
+    ("train", _without("train"), "params.yaml is missing section 'train'"),
+    ("prune", "", "params.yaml is empty"),
+    ("prune", "prune: {amount: [0.5\n", "params.yaml is not valid YAML"),
+])
+def test_stage_with_bad_params_exits_with_one_line_and_keeps_outputs(tmp_path: Path, stage: str, text: str,
+                                                                     named: str) -> None:
+    (tmp_path / "params.yaml").write_text(text)
+    outputs = [tmp_path / "models" / "big_model.pth", tmp_path / "models" / "big_model_pruned.pth",
+               tmp_path / "metrics" / "pruned.json", tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"]
+    for path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"previous output")
+    res = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 1
-    assert res.stderr.strip().splitlines() == ["error: prune.amount must be a number in [0, 1), got 1.5"]
-    assert existing.read_bytes() == b"previous output"
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], res.stderr
+    assert all(path.read_bytes() == b"previous output" for path in outputs)

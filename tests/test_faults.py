@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +53,28 @@ def test_no_plain_pickle_load_anywhere() -> None:
     for path in (ROOT / "stages").rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"pickle\.loads?\(", text), f"{path} unpickles without a restricted Unpickler"
+
+
+KILLED_WRITER = """
+import os, sys, time
+from stages.common import io
+io.os.fsync = lambda fd: time.sleep(60)  # a slow disk: the kill lands between write and rename
+io.atomic_write_bytes(sys.argv[1], b"new bytes" * 100_000)
+"""
+
+
+def test_writer_killed_mid_write_leaves_old_output_and_rerun_recovers(tmp_path: Path) -> None:
+    target = tmp_path / "metrics" / "dense.json"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not list(target.parent.glob(".dense.json.*.tmp")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer never started its temp file"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.read_bytes() == b"old"  # nothing partial where readers look
+    io.write_json(target, {"ok": True})  # the rerun
+    assert json.loads(target.read_text()) == {"ok": True}
+    assert [p.name for p in target.parent.iterdir()] == ["dense.json"], "stale temp files are cleared"

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,29 @@ def test_remote_push_then_pull_in_a_fresh_clone(repo: Path, tmp_path: Path) -> N
     assert (clone / "models" / "big_model_pruned.pth").read_bytes() == \
         (repo / "models" / "big_model_pruned.pth").read_bytes()
     assert "up to date" in sh(clone, "dvc", "status")
+
+
+def test_four_queued_experiments_run_two_at_a_time(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the queue")
+    amounts = (0.3, 0.6, 0.85, 0.95)
+    for a in amounts:
+        sh(repo, "dvc", "exp", "run", "--queue", "-n", f"q-{a}", "-S", f"prune.amount={a}")
+    sh(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
+        assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
+        time.sleep(3)
+    status = sh(repo, "dvc", "queue", "status")
+    assert "Failed" not in status, status
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
+    found = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp["revs"]:
+                if (rev.get("name") or "").startswith("q-"):
+                    found[rev["name"]] = rev["data"]["metrics"]["metrics/pruned.json"]["data"]["sparsity"]
+    assert set(found) == {f"q-{a}" for a in amounts}
+    for a in amounts:
+        assert found[f"q-{a}"] == pytest.approx(a, abs=1e-4)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psutil
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data import Split
 from .model import prunable
+from .training import predict, score_logits
 
 
 def size_metrics(model: nn.Module, checkpoint: Path) -> dict[str, float]:
@@ -27,13 +27,9 @@ def size_metrics(model: nn.Module, checkpoint: Path) -> dict[str, float]:
             "checkpoint_bytes": checkpoint.stat().st_size}
 
 
-@torch.inference_mode()
 def accuracy_metrics(model: nn.Module, test: Split, batch_size: int) -> tuple[dict[str, float], torch.Tensor]:
-    model.eval()
-    logits = torch.cat([model(test.images[i:i + batch_size]) for i in range(0, len(test), batch_size)])
-    preds = logits.argmax(1)
-    return ({"accuracy": 100.0 * (preds == test.labels).float().mean().item(),
-             "loss": F.cross_entropy(logits, test.labels).item()}, preds)
+    logits = predict(model, test, batch_size)
+    return score_logits(logits, test.labels), logits.argmax(1)
 
 
 def _median_seconds(fn: object, runs: int, warmup: int) -> float:

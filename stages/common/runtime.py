@@ -39,5 +39,5 @@ def cli(main: Callable[[], None]) -> None:
         main()
     except (ValueError, OSError) as exc:
         # ConfigError, CheckpointError (ValueError) and DownloadError (OSError) name the key or file.
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever the source said
         sys.exit(1)

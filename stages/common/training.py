@@ -48,10 +48,14 @@ def predict(model: nn.Module, split: Split, batch_size: int = 1000) -> torch.Ten
     return out
 
 
-def score(model: nn.Module, split: Split) -> dict[str, float]:
-    logits = predict(model, split)
-    return {"loss": F.cross_entropy(logits, split.labels).item(),
-            "accuracy": 100.0 * (logits.argmax(1) == split.labels).float().mean().item()}
+def score_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    # Counted in integers: 9955 right of 10000 is 99.55, not 99.55000281 from a float32 mean.
+    correct = int((logits.argmax(1) == labels).sum())
+    return {"loss": F.cross_entropy(logits, labels).item(), "accuracy": 100.0 * correct / len(labels)}
+
+
+def score(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
+    return score_logits(predict(model, split, batch_size), split.labels)
 
 
 def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
