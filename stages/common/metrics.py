@@ -7,7 +7,6 @@ import statistics
 import time
 from pathlib import Path
 
-import psutil
 import torch
 from torch import nn
 
@@ -56,7 +55,3 @@ def speed_metrics(model: nn.Module, test: Split, batch_size: int, latency_runs: 
 def peak_rss_mb() -> float:
     """High-water mark of this process's resident memory (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
