@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
 import yaml
 
@@ -72,8 +74,6 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
 
 
 def test_notebook_executes_top_to_bottom(repo: Path) -> None:
-    nbclient = pytest.importorskip("nbclient")  # in requirements.txt; importorskip only for a clearer error
-    nbformat = pytest.importorskip("nbformat")
     sh(repo, "dvc", "repro")  # a no-op when the first test already ran it
     nb = nbformat.read(ROOT / "notebooks" / "big_nn_pruning_experiments.ipynb", as_version=4)
     os.environ["BIGNN_ROOT"] = str(repo)
