@@ -25,7 +25,8 @@ def measure(params: Params, checkpoint: Path) -> tuple[dict[str, float], list[in
     """All metrics of one checkpoint, plus (labels, predictions) on the test set."""
     seed_everything(params.seed, params.threads)
     cfg = params.evaluate
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit,
+                      verify=params.data.verify)
     model, _ = load_checkpoint(checkpoint)
     acc, preds = accuracy_metrics(model, test, cfg.batch_size)
     metrics = {**acc, **size_metrics(model, checkpoint),

@@ -75,8 +75,10 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
     model, _ = load_checkpoint(dense_path)
     total = sum(m.weight.numel() for m, _ in _targets(model))
     pruner = PRUNERS[cfg.method]
-    train = load_split(params.data.root, train=True, limit=params.data.train_limit)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit)
+    train = load_split(params.data.root, train=True, limit=params.data.train_limit,
+                       verify=params.data.verify)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit,
+                      verify=params.data.verify)
     if cfg.finetune_epochs == 0:
         pruner(model, round(cfg.amount * total))
         history = [{"epoch": 0, **{f"test_{k}": v for k, v in score(model, test).items()}}]

@@ -25,8 +25,10 @@ def fit_spec(params: Params) -> FitSpec:
 def run(params: Params) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train from scratch; returns the model and its per-epoch history."""
     gen = seed_everything(params.seed, params.threads)
-    train = load_split(params.data.root, train=True, limit=params.data.train_limit)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit)
+    train = load_split(params.data.root, train=True, limit=params.data.train_limit,
+                       verify=params.data.verify)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit,
+                      verify=params.data.verify)
     model = build_model(**model_args_from(params.model))
     print(f"model: {count_params(model):,} parameters, {len(train)} training images", flush=True)
     history = fit(model, train, test, fit_spec(params), gen, desc="train")

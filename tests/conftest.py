@@ -16,7 +16,8 @@ from stages.common.config import Params, params_from_dict
 TINY: dict[str, Any] = {
     "seed": 0,
     "threads": 2,
-    "data": {"root": "data", "source": "auto", "train_limit": 2000, "test_limit": 500, "timeout_s": 2.0},
+    "data": {"root": "data", "source": "auto", "train_limit": 2000, "test_limit": 500, "timeout_s": 2.0,
+             "verify": True},
     "model": {"conv_channels": [4, 8], "hidden": [64, 32], "dropout": 0.1},
     "train": {"epochs": 1, "batch_size": 64, "lr": 0.003, "weight_decay": 0.0005, "label_smoothing": 0.1,
               "max_shift": 1.0, "max_rotate": 5.0},
@@ -63,7 +64,8 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def tiny_params(synthetic_root: Path) -> Params:
-    return params_from_dict(tiny_dict(data={"root": str(synthetic_root)}))
+    # Synthetic digits do not have MNIST's checksums.
+    return params_from_dict(tiny_dict(data={"root": str(synthetic_root), "verify": False}))
 
 
 @pytest.fixture

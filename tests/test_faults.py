@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import io
+from stages.common import data, io
 from stages.common.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +59,7 @@ def test_no_plain_pickle_load_anywhere() -> None:
 
 KILLED_WRITER = """
 import os, sys, time
-from stages.common import io
+from stages.common import data, io
 io.os.fsync = lambda fd: time.sleep(60)  # a slow disk: the kill lands between write and rename
 io.atomic_write_bytes(sys.argv[1], b"new bytes" * 100_000)
 """
@@ -78,3 +80,21 @@ def test_writer_killed_mid_write_leaves_old_output_and_rerun_recovers(tmp_path: 
     io.write_json(target, {"ok": True})  # the rerun
     assert json.loads(target.read_text()) == {"ok": True}
     assert [p.name for p in target.parent.iterdir()] == ["dense.json"], "stale temp files are cleared"
+
+
+def test_truncated_or_corrupted_data_is_refused_by_name(synthetic_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    shutil.copytree(synthetic_root / "MNIST" / "raw", raw)
+    monkeypatch.setattr(data, "RAW_FILES", {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in raw.iterdir()})
+    assert len(data.load_split(tmp_path, train=False)) == 500  # intact: loads
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-784])  # one image short
+    with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte is truncated or corrupted"):
+        data.load_split(tmp_path, train=False)
+    labels = raw / "train-labels-idx1-ubyte"
+    flipped = bytearray(labels.read_bytes())
+    flipped[100] ^= 1
+    labels.write_bytes(bytes(flipped))
+    with pytest.raises(data.DataError, match="train-labels-idx1-ubyte is truncated or corrupted"):
+        data.load_split(tmp_path, train=True)

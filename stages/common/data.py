@@ -6,6 +6,7 @@ faster on 2 cores than a DataLoader that decodes one PIL image at a time.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,31 @@ class Split:
         return len(self.labels)
 
 
-def load_split(root: str | Path, train: bool, limit: int = 0) -> Split:
-    """Read the IDX files written by the download stage; limit > 0 keeps the first `limit` images."""
+class DataError(ValueError):
+    """MNIST files that are not the canonical ones (truncated, corrupted or replaced)."""
+
+
+def verify_files(raw: Path, names: list[str]) -> None:
+    for name in names:
+        digest = hashlib.md5((raw / name).read_bytes()).hexdigest()
+        if digest != RAW_FILES[name]:
+            raise DataError(f"{raw / name} is truncated or corrupted (MD5 {digest}, expected {RAW_FILES[name]}): "
+                            "restore it with `dvc checkout data/MNIST/raw` or `dvc repro download`")
+
+
+def load_split(root: str | Path, train: bool, limit: int = 0, verify: bool = True) -> Split:
+    """Read the IDX files written by the download stage; limit > 0 keeps the first `limit` images.
+
+    verify checks both files of the split against the canonical MD5s first (0.1 s), so a damaged file
+    fails here with its name instead of deep inside torchvision or, worse, trains on bad pixels.
+    """
     raw = Path(root) / "MNIST" / "raw"
     missing = [name for name in RAW_FILES if not (raw / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{raw / missing[0]} is missing: run `dvc repro download` first")
+    if verify:
+        prefix = "train" if train else "t10k"
+        verify_files(raw, [name for name in RAW_FILES if name.startswith(prefix)])
     ds = MNIST(str(root), train=train, download=False)
     images, labels = ds.data, ds.targets
     if limit:
