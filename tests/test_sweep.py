@@ -1,0 +1,35 @@
+"""The sweep helper: the DVC commands it queues and the table it builds from `dvc exp show --json`."""
+
+from __future__ import annotations
+
+from stages import sweep
+
+
+def test_queue_commands_name_each_amount_and_set_only_prune_amount() -> None:
+    cmds = sweep.queue_commands([0.5, 0.95])
+    assert cmds == [
+        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.5", "-S", "prune.amount=0.5"],
+        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.95", "-S", "prune.amount=0.95"],
+    ]
+    assert [c[5] for c in sweep.queue_commands(sweep.AMOUNTS)] == [
+        "sweep-0.5", "sweep-0.8", "sweep-0.9", "sweep-0.95", "sweep-0.98", "sweep-0.99"]
+
+
+def _rev(name: str, amount: float, accuracy: float, nonzero: int) -> dict:
+    return {"name": name, "data": {
+        "params": {"params.yaml": {"data": {"prune": {"amount": amount}}}},
+        "metrics": {"metrics/pruned.json": {"data": {"sparsity": amount, "accuracy": accuracy,
+                                                     "params_nonzero": nonzero}},
+                    "metrics/prune.json": {"data": {"seconds": 80.04}}}}}
+
+
+def test_rows_keep_sweep_experiments_sorted_with_drop_vs_dense() -> None:
+    shown = [{"rev": "workspace", "experiments": None},
+             {"rev": "abc", "experiments": [{"revs": [_rev("sweep-0.98", 0.98, 99.32, 88026)]},
+                                            {"revs": [_rev("other-exp", 0.7, 99.0, 1)]},
+                                            {"revs": [_rev("sweep-0.5", 0.5, 99.55, 2146650)]}]}]
+    rows = sweep._rows_from_exp_show(shown, dense_accuracy=99.55)
+    assert [r["amount"] for r in rows] == [0.5, 0.98]  # other experiments are left out
+    assert rows[1] == {"amount": 0.98, "sparsity": 0.98, "accuracy": 99.32, "drop_vs_dense": 0.23,
+                       "params_nonzero": 88026, "prune_seconds": 80.0}
+    assert sweep.markdown(rows).splitlines()[0].startswith("| amount | sparsity | accuracy")
