@@ -75,8 +75,6 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
     model, _ = load_checkpoint(dense_path)
     total = sum(m.weight.numel() for m, _ in _targets(model))
     pruner = PRUNERS[cfg.method]
-    train = load_split(params.data.root, train=True, limit=params.data.train_limit,
-                       verify=params.data.verify)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit,
                       verify=params.data.verify)
     if cfg.finetune_epochs == 0:
@@ -96,6 +94,8 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
         spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                        weight_decay=t.weight_decay, label_smoothing=t.label_smoothing,
                        max_shift=t.max_shift, max_rotate=t.max_rotate, schedule="cosine")
+        train = load_split(params.data.root, train=True, limit=params.data.train_limit,
+                           verify=params.data.verify)
         history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune")
     make_permanent(model)
     report = {"global_sparsity": global_sparsity(model), "layers": layer_sparsity(model)}

@@ -13,8 +13,6 @@ from tqdm import tqdm
 
 from .data import Split, augment
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
 
 @dataclass(frozen=True)
 class FitSpec:
@@ -59,12 +57,10 @@ def score(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, f
 
 
 def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
-        on_step: Callable[[int, int], None] | None = None, loss_fn: LossFn | None = None,
-        desc: str = "train") -> list[dict[str, float]]:
+        on_step: Callable[[int, int], None] | None = None, desc: str = "train") -> list[dict[str, float]]:
     """Train with AdamW; returns one row per epoch (train and test loss and accuracy, seconds).
 
     on_step(step, total_steps) runs before every optimizer step (gradual pruning uses it).
-    loss_fn(logits, labels, images) replaces label-smoothed cross-entropy (distillation uses it).
     """
     n_batches = -(-len(train) // spec.batch_size)
     total = spec.epochs * n_batches
@@ -86,10 +82,7 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
             x = augment(train.images[idx], spec.max_shift, spec.max_rotate, gen)
             y = train.labels[idx]
             logits = model(x)
-            if loss_fn is None:
-                loss = F.cross_entropy(logits, y, label_smoothing=spec.label_smoothing)
-            else:
-                loss = loss_fn(logits, y, x)
+            loss = F.cross_entropy(logits, y, label_smoothing=spec.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
