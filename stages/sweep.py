@@ -12,7 +12,7 @@ import argparse
 import json
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from stages.common import paths
@@ -53,22 +53,27 @@ def run_queue(amounts: Sequence[float], jobs: int = 1) -> None:
         raise RuntimeError(f"some experiments failed (see `dvc queue logs <name>`):\n{status}")
 
 
-def _rows_from_exp_show(data: list[dict[str, Any]], dense_accuracy: float) -> list[dict[str, Any]]:
-    rows = {}
+def experiments(data: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, data) of every finished experiment in `dvc exp show --json` output."""
     for baseline in data:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs", []):
-                name = rev.get("name") or ""
-                if not name.startswith("sweep-") or not rev.get("data"):
-                    continue
-                d = rev["data"]
-                pruned = d["metrics"]["metrics/pruned.json"]["data"]
-                seconds = d["metrics"].get("metrics/prune.json", {}).get("data", {}).get("seconds", float("nan"))
-                amount = d["params"]["params.yaml"]["data"]["prune"]["amount"]
-                rows[amount] = {"amount": amount, "sparsity": round(pruned["sparsity"], 5),
-                                "accuracy": round(pruned["accuracy"], 2),
-                                "drop_vs_dense": round(dense_accuracy - pruned["accuracy"], 2),
-                                "params_nonzero": pruned["params_nonzero"], "prune_seconds": round(seconds, 1)}
+                if rev.get("name") and rev.get("data"):
+                    yield rev["name"], rev["data"]
+
+
+def _rows_from_exp_show(data: list[dict[str, Any]], dense_accuracy: float) -> list[dict[str, Any]]:
+    rows = {}
+    for name, d in experiments(data):
+        if not name.startswith("sweep-"):
+            continue
+        pruned = d["metrics"]["metrics/pruned.json"]["data"]
+        seconds = d["metrics"].get("metrics/prune.json", {}).get("data", {}).get("seconds", float("nan"))
+        amount = d["params"]["params.yaml"]["data"]["prune"]["amount"]
+        rows[amount] = {"amount": amount, "sparsity": round(pruned["sparsity"], 5),
+                        "accuracy": round(pruned["accuracy"], 2),
+                        "drop_vs_dense": round(dense_accuracy - pruned["accuracy"], 2),
+                        "params_nonzero": pruned["params_nonzero"], "prune_seconds": round(seconds, 1)}
     return [rows[a] for a in sorted(rows)]
 
 

@@ -18,6 +18,7 @@ import nbformat
 import pytest
 import yaml
 
+from stages import sweep
 from tests.conftest import tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,12 +118,8 @@ def test_four_queued_experiments_run_two_at_a_time(repo: Path) -> None:
     status = sh(repo, "dvc", "queue", "status")
     assert "Failed" not in status, status
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
-    found = {}
-    for baseline in shown:
-        for exp in baseline.get("experiments") or []:
-            for rev in exp["revs"]:
-                if (rev.get("name") or "").startswith("q-"):
-                    found[rev["name"]] = rev["data"]["metrics"]["metrics/pruned.json"]["data"]["sparsity"]
+    found = {name: data["metrics"]["metrics/pruned.json"]["data"]["sparsity"]
+             for name, data in sweep.experiments(shown) if name.startswith("q-")}
     assert set(found) == {f"q-{a}" for a in amounts}
     for a in amounts:
         assert found[f"q-{a}"] == pytest.approx(a, abs=1e-4)
