@@ -1,4 +1,4 @@
-"""Stage 4: measure the dense and the pruned model the same way; write metrics/<name>.json.
+"""Last stage: measure every model the same way; write metrics/<name>.json.
 
 Each model is measured in a fresh process, so peak memory belongs to that model alone and one model's
 warm caches do not speed up the next.
@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from stages.common import paths
+from stages.common.compression import load_model
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
-from stages.common.io import load_checkpoint, write_csv, write_json
+from stages.common.io import write_csv, write_json
 from stages.common.metrics import accuracy_metrics, peak_rss_mb, size_metrics, speed_metrics
 from stages.common.runtime import cli, seed_everything
 
-MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL}
+MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed": paths.COMPRESSED_MODEL,
+          "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
+# Confusion matrices (for `dvc plots`) of these two only.
+CONFUSION = ("dense", "pruned")
 
 
 def measure(params: Params, checkpoint: Path) -> tuple[dict[str, float], list[int], list[int]]:
@@ -27,7 +31,7 @@ def measure(params: Params, checkpoint: Path) -> tuple[dict[str, float], list[in
     cfg = params.evaluate
     test = load_split(params.data.root, train=False, limit=params.data.test_limit,
                       verify=params.data.verify)
-    model, _ = load_checkpoint(checkpoint)
+    model = load_model(checkpoint)
     acc, preds = accuracy_metrics(model, test, cfg.batch_size)
     metrics = {**acc, **size_metrics(model, checkpoint),
                **speed_metrics(model, test, cfg.batch_size, cfg.latency_runs, cfg.throughput_batches)}
@@ -55,8 +59,9 @@ def main() -> None:
     params = load_params()
     for name, result in run(params).items():
         write_json(paths.METRICS_DIR / f"{name}.json", result["metrics"])
-        write_csv(paths.METRICS_DIR / f"confusion_{name}.csv",
-                  [{"actual": a, "predicted": p} for a, p in zip(result["labels"], result["preds"], strict=True)])
+        if name in CONFUSION:
+            write_csv(paths.METRICS_DIR / f"confusion_{name}.csv",
+                      [{"actual": a, "predicted": p} for a, p in zip(result["labels"], result["preds"], strict=True)])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from stages.common import paths
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
-from stages.common.model import prunable
+from stages.common.model import BigCNN, build_model, prunable
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, score
 
@@ -33,20 +33,88 @@ def _pruned_count(model: nn.Module) -> int:
     return sum(int((m.weight_mask == 0).sum()) for m, _ in _targets(model) if hasattr(m, "weight_mask"))
 
 
-def global_l1(model: nn.Module, n_zero: int) -> None:
-    """Mask the n_zero smallest-magnitude conv and linear weights, ranked across all layers at once."""
+def global_l1(model: nn.Module, amount: float) -> None:
+    """Mask the smallest-magnitude conv and linear weights, ranked across all layers at once."""
+    total = sum(m.weight.numel() for m, _ in _targets(model))
     # global_unstructured ranks only the still-unmasked weights, so ask for the difference.
     prune.global_unstructured(_targets(model), pruning_method=prune.L1Unstructured,
-                              amount=n_zero - _pruned_count(model))
+                              amount=round(amount * total) - _pruned_count(model))
 
 
-PRUNERS: dict[str, Callable[[nn.Module, int], None]] = {"global_l1": global_l1}
+def channel_units(model: BigCNN) -> list[tuple[nn.Module, list[tuple[nn.Module, str]]]]:
+    """(scored layer, every tensor that belongs to its output channels) for each hidden conv / FC layer.
+
+    A conv channel is its filter plus its batch-norm scale and shift: with all three zero the channel
+    outputs exactly 0, so removing it later changes nothing. The output layer keeps its 10 classes.
+    """
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
+    linears = [m for m in model.classifier if isinstance(m, nn.Linear)][:-1]
+    units = [(c, [(c, "weight"), (bn, "weight"), (bn, "bias")]) for c, bn in zip(convs, norms, strict=True)]
+    return units + [(fc, [(fc, "weight"), (fc, "bias")]) for fc in linears]
+
+
+def channel_l1(model: nn.Module, amount: float) -> None:
+    """Mask the `amount` fraction of channels with the smallest L1 filter norm in every hidden layer."""
+    for layer, tensors in channel_units(model):
+        norm = layer.weight.detach().flatten(1).abs().sum(1)  # masked channels have norm 0: they stay out
+        n_out = len(norm)
+        drop = torch.argsort(norm, stable=True)[:min(round(amount * n_out), n_out - 1)]
+        keep = torch.ones(n_out)
+        keep[drop] = 0
+        for module, name in tensors:
+            if hasattr(module, f"{name}_mask"):
+                prune.remove(module, name)  # keeps the same Parameter, so the optimizer still updates it
+            shape = [n_out] + [1] * (getattr(module, name).dim() - 1)
+            prune.custom_from_mask(module, name, keep.reshape(shape).expand_as(getattr(module, name)))
+
+
+PRUNERS: dict[str, Callable[[nn.Module, float], None]] = {"global_l1": global_l1, "channel_l1": channel_l1}
 
 
 def make_permanent(model: nn.Module) -> None:
-    for m, name in _targets(model):
-        if prune.is_pruned(m):
+    for m in model.modules():
+        for name in [k[:-len("_mask")] for k, _ in m.named_buffers(recurse=False) if k.endswith("_mask")]:
             prune.remove(m, name)
+
+
+def _alive(*tensors: torch.Tensor) -> torch.Tensor:
+    """Indices of output channels where any of the tensors (weight rows, biases) is nonzero."""
+    return torch.nonzero(torch.stack([t.detach().flatten(1).abs().sum(1) if t.dim() > 1 else t.detach().abs()
+                                      for t in tensors]).sum(0)).flatten()
+
+
+def shrink(model: BigCNN) -> BigCNN:
+    """A physically smaller copy without the channels and neurons that output exactly zero.
+
+    Each removed output channel also removes the matching input slice of the next layer (for the first FC
+    layer, that channel's side*side block of the flattened features).
+    """
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
+    fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    keep_conv = [_alive(c.weight, bn.weight, bn.bias) for c, bn in zip(convs, norms, strict=True)]
+    keep_fc = [_alive(fc.weight, fc.bias) for fc in fcs[:-1]] + [torch.arange(fcs[-1].out_features)]
+    args = dict(model.model_args, conv_channels=[len(k) for k in keep_conv], hidden=[len(k) for k in keep_fc[:-1]])
+    small = build_model(**args)
+    s_convs = [m for m in small.features if isinstance(m, nn.Conv2d)]
+    s_norms = [m for m in small.features if isinstance(m, nn.BatchNorm2d)]
+    s_fcs = [m for m in small.classifier if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        keep_in = torch.arange(1)
+        for c, bn, sc, sbn, keep in zip(convs, norms, s_convs, s_norms, keep_conv, strict=True):
+            sc.weight.copy_(c.weight[keep][:, keep_in])
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(sbn, name).copy_(getattr(bn, name)[keep])
+            sbn.num_batches_tracked.copy_(bn.num_batches_tracked)
+            keep_in = keep
+        area = (28 >> len(convs)) ** 2
+        keep_in = (keep_in[:, None] * area + torch.arange(area)).flatten()
+        for fc, sfc, keep in zip(fcs, s_fcs, keep_fc, strict=True):
+            sfc.weight.copy_(fc.weight[keep][:, keep_in])
+            sfc.bias.copy_(fc.bias[keep])
+            keep_in = keep
+    return small
 
 
 def cubic_schedule(amount: float, steps: int) -> list[float]:
@@ -54,17 +122,18 @@ def cubic_schedule(amount: float, steps: int) -> list[float]:
     return [amount * (1 - (1 - k / steps) ** 3) for k in range(1, steps + 1)]
 
 
-def layer_sparsity(model: nn.Module) -> list[dict[str, Any]]:
+def layer_sparsity(model: nn.Module, dense_sizes: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Per conv / linear layer: weights left nonzero out of the dense layer's (dense_sizes: before shrink())."""
     rows = []
     for name, m in prunable(model):
         w = m.weight.detach()
+        total = dense_sizes[name] if dense_sizes else w.numel()
         nz = int(torch.count_nonzero(w))
-        rows.append({"layer": name, "params": w.numel(), "nonzero": nz, "sparsity": 1 - nz / w.numel()})
+        rows.append({"layer": name, "params": total, "nonzero": nz, "sparsity": 1 - nz / total})
     return rows
 
 
-def global_sparsity(model: nn.Module) -> float:
-    rows = layer_sparsity(model)
+def global_sparsity(rows: list[dict[str, Any]]) -> float:
     return 1 - sum(r["nonzero"] for r in rows) / sum(r["params"] for r in rows)
 
 
@@ -73,12 +142,11 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
     cfg = params.prune
     gen = seed_everything(params.seed, params.threads)
     model, _ = load_checkpoint(dense_path)
-    total = sum(m.weight.numel() for m, _ in _targets(model))
     pruner = PRUNERS[cfg.method]
     test = load_split(params.data.root, train=False, limit=params.data.test_limit,
                       verify=params.data.verify)
     if cfg.finetune_epochs == 0:
-        pruner(model, round(cfg.amount * total))
+        pruner(model, cfg.amount)
         history = [{"epoch": 0, **{f"test_{k}": v for k, v in score(model, test).items()}}]
     else:
         schedule = cubic_schedule(cfg.amount, cfg.steps)
@@ -88,7 +156,7 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
             ramp_steps = max(1, int(cfg.ramp * total_steps))
             for k, target in enumerate(schedule):
                 if step == k * ramp_steps // len(schedule):
-                    pruner(model, round(target * total))
+                    pruner(model, target)
 
         t = params.train
         spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -98,8 +166,12 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
                            verify=params.data.verify)
         history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune")
     make_permanent(model)
-    report = {"global_sparsity": global_sparsity(model), "layers": layer_sparsity(model)}
-    return model, report, history
+    dense_sizes = {name: m.weight.numel() for name, m in prunable(model)}
+    if cfg.method == "channel_l1":
+        model = shrink(model)
+        print(f"rebuilt smaller: conv {model.model_args['conv_channels']}, FC {model.model_args['hidden']}")
+    rows = layer_sparsity(model, dense_sizes)
+    return model, {"global_sparsity": global_sparsity(rows), "layers": rows}, history
 
 
 def main() -> None:

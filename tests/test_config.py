@@ -89,7 +89,7 @@ def _without(section: str) -> str:
 @pytest.mark.parametrize(("stage", "text", "named"), [
     ("prune", _bad("prune", "amount", 1.5), "prune.amount must be a number in [0, 1), got 1.5"),
     ("prune", _bad("prune", "amount", "lots"), "prune.amount must be a number"),
-    ("prune", _bad("prune", "method", "magic"), "prune.method must be one of ['global_l1']"),
+    ("prune", _bad("prune", "method", "magic"), "prune.method must be one of ['global_l1', 'channel_l1']"),
     ("train", _bad("train", "epochs", 0), "train.epochs must be an integer > 0"),
     ("train", _bad("train", "batch_size", "big"), "train.batch_size must be an integer"),
     ("train", _bad("model", "hidden", [64, -1]), "model.hidden must be a list of positive integers"),

@@ -70,7 +70,8 @@ def test_gradual_prune_with_finetune_reaches_target_and_keeps_accuracy(tiny_para
 def test_masks_hold_through_finetuning(tiny_params: Params, trained: Path) -> None:
     gen = seed_everything(0, 2)
     model, _ = load_checkpoint(trained)
-    prune.global_l1(model, n_zero=3000)
+    total = sum(m.weight.numel() for m, _ in prune._targets(model))
+    prune.global_l1(model, 3000 / total)
     masks = {id(m): m.weight_mask.clone() for m, _ in prune._targets(model)}
     before = {id(m): m.weight_orig.detach().clone() for m, _ in prune._targets(model)}
     train_split = load_split(tiny_params.data.root, train=True, limit=tiny_params.data.train_limit,
@@ -88,7 +89,7 @@ def test_evaluate_writes_the_same_keys_for_both_models(tiny_params: Params, trai
     params = replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.7))
     model, _, _ = prune.run(params, trained)
     save_checkpoint(paths.PRUNED_MODEL, model)
-    results = evaluate.run(params)
+    results = evaluate.run(params, {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL})
     dense, pruned = results["dense"]["metrics"], results["pruned"]["metrics"]
     assert set(dense) == set(pruned) >= {"accuracy", "loss", "latency_b1_ms", "throughput_ips", "peak_rss_mb",
                                          "params_total", "params_nonzero", "sparsity", "checkpoint_bytes"}
@@ -101,3 +102,33 @@ def test_evaluate_writes_the_same_keys_for_both_models(tiny_params: Params, trai
 def test_build_model_refuses_bad_shapes() -> None:
     with pytest.raises(ValueError, match="positive integers"):
         build_model(conv_channels=[4, 0], hidden=[8])
+
+
+def test_channel_pruning_rebuilds_smaller_layers(tiny_params: Params, trained: Path) -> None:
+    params = replace(tiny_params, prune=replace(tiny_params.prune, method="channel_l1", amount=0.5, steps=2))
+    model, report, _ = prune.run(params, trained)
+    dense, _ = load_checkpoint(trained)
+    # TINY: conv [4, 8] -> [2, 4]; FC [64, 32] -> [32, 16]; the 10 outputs stay.
+    assert model.model_args["conv_channels"] == [2, 4] and model.model_args["hidden"] == [32, 16]
+    assert model.features[0].weight.shape == (2, 1, 3, 3) and model.features[4].weight.shape == (4, 2, 3, 3)
+    assert model.classifier[1].weight.shape == (32, 4 * 7 * 7) and model.classifier[-1].weight.shape == (10, 16)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in dense.parameters()) / 3
+    assert all(int(torch.count_nonzero(p)) > 0 for p in model.parameters())  # nothing is left masked
+    assert report["global_sparsity"] > 0.5  # both sides of a layer shrink
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=False)
+    assert score(model, test)["accuracy"] > 70.0
+    save_checkpoint(paths.PRUNED_MODEL, model)  # the smaller shapes survive a save and load
+    assert load_checkpoint(paths.PRUNED_MODEL)[0].model_args == model.model_args
+
+
+def test_shrink_computes_exactly_what_the_masked_model_does(tiny_params: Params, trained: Path) -> None:
+    model, _ = load_checkpoint(trained)
+    prune.channel_l1(model, 0.6)
+    prune.make_permanent(model)
+    small = prune.shrink(model)
+    x = load_split(tiny_params.data.root, train=False, limit=64, verify=False).images
+    model.eval()
+    small.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), small(x), atol=1e-5)
+    assert small.model_args["conv_channels"] == [2, 3]  # round(0.6 * 4) = 2 and round(0.6 * 8) = 5 removed

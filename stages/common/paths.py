@@ -2,10 +2,16 @@
 
 from pathlib import Path
 
-DENSE_MODEL = Path("models/big_model.pth")
-PRUNED_MODEL = Path("models/big_model_pruned.pth")
+MODELS_DIR = Path("models")
+DENSE_MODEL = MODELS_DIR / "big_model.pth"
+PRUNED_MODEL = MODELS_DIR / "big_model_pruned.pth"
+# The pruned model, sparse + quantized + lzma: a format of this pipeline's own (stages/common/compression.py).
+COMPRESSED_MODEL = MODELS_DIR / "big_model_compressed.bin"
+STUDENT_MODEL = MODELS_DIR / "student.pth"
+SCRATCH_MODEL = MODELS_DIR / "student_scratch.pth"
 METRICS_DIR = Path("metrics")
 TRAIN_LOG = METRICS_DIR / "train_log.csv"
 FINETUNE_LOG = METRICS_DIR / "finetune_log.csv"
 LAYER_SPARSITY = METRICS_DIR / "layer_sparsity.csv"
 PRUNE_METRICS = METRICS_DIR / "prune.json"
+COMPRESS_METRICS = METRICS_DIR / "compress.json"

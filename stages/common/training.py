@@ -56,11 +56,17 @@ def score(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, f
     return score_logits(predict(model, split, batch_size), split.labels)
 
 
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
-        on_step: Callable[[int, int], None] | None = None, desc: str = "train") -> list[dict[str, float]]:
+        on_step: Callable[[int, int], None] | None = None, loss_fn: LossFn | None = None,
+        desc: str = "train") -> list[dict[str, float]]:
     """Train with AdamW; returns one row per epoch (train and test loss and accuracy, seconds).
 
     on_step(step, total_steps) runs before every optimizer step (gradual pruning uses it).
+    loss_fn(logits, images, labels) replaces the label-smoothed cross-entropy (distillation uses it:
+    the teacher has to see the same augmented images as the student).
     """
     n_batches = -(-len(train) // spec.batch_size)
     total = spec.epochs * n_batches
@@ -82,7 +88,10 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
             x = augment(train.images[idx], spec.max_shift, spec.max_rotate, gen)
             y = train.labels[idx]
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=spec.label_smoothing)
+            if loss_fn is None:
+                loss = F.cross_entropy(logits, y, label_smoothing=spec.label_smoothing)
+            else:
+                loss = loss_fn(logits, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -97,3 +106,19 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
         history.append(row)
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     return history
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                      temperature: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Hinton et al. 2015: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels).
+
+    T^2 keeps the soft term's gradients the same size whatever the temperature, so alpha means the same
+    mix at any T. alpha = 0 is exactly the plain (label-smoothed) cross-entropy.
+    """
+    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
+    if alpha == 0:
+        return hard
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
+    return alpha * soft + (1 - alpha) * hard

@@ -1,0 +1,262 @@
+"""One benchmark, in one process: every form of the model side by side, with ratios to dense (`make bench`).
+
+    python -m stages.bench     # needs `dvc repro` first; prints a table, writes metrics/bench.json
+
+Models: dense; unstructured-pruned with dense kernels; the same with CSR sparse kernels for the linear layers;
+the compressed artifact (rebuilt to dense kernels: it is about bytes on disk); structured (channel) pruning;
+int8 (torch.ao, x86/fbgemm) of dense, pruned and channel-pruned. Timings are interleaved round-robin over
+`bench.repeats` rounds and the median is kept, so slow drift on a shared machine hits every model alike.
+
+Also: training images/s of this pipeline's in-memory loop vs a plain torchvision MNIST + DataLoader loop for
+the same model, and the achieved GFLOP/s against a large matrix multiply measured in the same run.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import io
+import re
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+from torchvision.datasets import MNIST
+
+from stages import prune
+from stages.common import paths
+from stages.common.compression import load_model
+from stages.common.config import Params, load_params, replace
+from stages.common.data import Split, load_split
+from stages.common.io import load_checkpoint, save_checkpoint, write_json
+from stages.common.model import BigCNN, build_model, model_args_from
+from stages.common.quantize import quantize_int8
+from stages.common.runtime import cli, seed_everything
+from stages.common.training import FitSpec, fit, score
+
+CHANNEL_MODEL = paths.MODELS_DIR / "bench" / "channel_l1.pth"
+BENCH_JSON = paths.METRICS_DIR / "bench.json"
+
+
+class CsrLinear(nn.Module):
+    """A linear layer whose weight is a torch.sparse CSR matrix: work and memory scale with the nonzeros."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            csr = linear.weight.detach().to_sparse_csr()
+        self.weight = nn.Parameter(csr, requires_grad=False)
+        self.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # y = x W^T + b computed as (W x^T)^T: CSR times dense is the kernel torch has for CSR on CPU.
+        return torch.addmm(self.bias[:, None], self.weight, x.t()).t()
+
+
+def with_csr_linears(model: BigCNN) -> nn.Module:
+    sparse = copy.deepcopy(model).eval()
+    for i, layer in enumerate(sparse.classifier):
+        if isinstance(layer, nn.Linear):
+            sparse.classifier[i] = CsrLinear(layer)
+    return sparse
+
+
+def file_md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def channel_model(params: Params) -> BigCNN:
+    """The channel-pruned model for the bench, fine-tuned once and reused while its inputs are unchanged."""
+    cfg = replace(params.prune, method="channel_l1", amount=params.bench.channel_amount,
+                  finetune_epochs=params.bench.channel_finetune_epochs)
+    key = {"dense_md5": file_md5(paths.DENSE_MODEL), "prune": repr(cfg)}
+    if CHANNEL_MODEL.is_file():
+        model, ckpt = load_checkpoint(CHANNEL_MODEL)
+        if ckpt.get("source") == key:
+            return model
+    print(f"fine-tuning a channel-pruned model ({cfg.amount:g} of channels, {cfg.finetune_epochs} epochs)", flush=True)
+    model, _, _ = prune.run(replace(params, prune=cfg), paths.DENSE_MODEL)
+    save_checkpoint(CHANNEL_MODEL, model, source=key)
+    return model
+
+
+def serialized_bytes(model: nn.Module) -> int:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return len(buf.getvalue())
+
+
+def _rss_kib(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def activation_peak_mb(model: nn.Module, batch: torch.Tensor) -> float:
+    """Extra resident memory while the model runs one batch: reset the kernel's high-water mark, run, read it."""
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM to the current RSS
+    base = _rss_kib("VmRSS")
+    model(batch)
+    return (_rss_kib("VmHWM") - base) / 1024.0
+
+
+def _median_ms(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * statistics.median(times)
+
+
+def build_models(params: Params) -> dict[str, tuple[nn.Module, int]]:
+    """{name: (model in eval mode, bytes on disk)}."""
+    calib = load_split(params.data.root, train=True, limit=params.bench.calibration_images,
+                       verify=params.data.verify).images
+    dense, pruned = load_model(paths.DENSE_MODEL), load_model(paths.PRUNED_MODEL)
+    channel = channel_model(params)
+    models: dict[str, tuple[nn.Module, int]] = {
+        "dense": (dense, paths.DENSE_MODEL.stat().st_size),
+        "pruned": (pruned, paths.PRUNED_MODEL.stat().st_size),
+    }
+    csr = with_csr_linears(pruned)
+    models["pruned_csr"] = (csr, serialized_bytes(csr))
+    models["compressed"] = (load_model(paths.COMPRESSED_MODEL), paths.COMPRESSED_MODEL.stat().st_size)
+    models["channel"] = (channel, CHANNEL_MODEL.stat().st_size)
+    for name in ("dense", "pruned", "channel"):
+        q = quantize_int8(models[name][0], calib)
+        models[f"{name}_int8"] = (q, serialized_bytes(q))
+    for model, _ in models.values():
+        model.eval()
+    return models
+
+
+@torch.inference_mode()
+def measure_models(params: Params, models: dict[str, tuple[nn.Module, int]], test: Split) -> dict[str, dict]:
+    cfg = params.bench
+    one, batch = test.images[:1], test.images[:cfg.batch_size]
+    rows: dict[str, dict[str, Any]] = {}
+    for name, (model, disk) in models.items():
+        rows[name] = {"accuracy": score(model, test, cfg.batch_size)["accuracy"], "bytes_on_disk": disk,
+                      "weights_mb": serialized_bytes(model) / 2**20,
+                      "activation_peak_mb": activation_peak_mb(model, batch)}
+        for _ in range(3):  # warm-up: first calls allocate and pick kernels
+            model(one)
+            model(batch)
+    latency: dict[str, list[float]] = {name: [] for name in models}
+    per_batch: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(cfg.repeats):
+        for name, (model, _) in models.items():
+            latency[name].append(_median_ms(lambda m=model: m(one), cfg.latency_runs))
+            per_batch[name].append(_median_ms(lambda m=model: m(batch), cfg.throughput_batches))
+    for name, row in rows.items():
+        row["latency_b1_ms"] = statistics.median(latency[name])
+        row["throughput_ips"] = 1000.0 * len(batch) / statistics.median(per_batch[name])
+        row["peak_mb"] = row["weights_mb"] + row["activation_peak_mb"]
+    base = rows["dense"]
+    for row in rows.values():
+        row["speedup_b1"] = base["latency_b1_ms"] / row["latency_b1_ms"]
+        row["throughput_ratio"] = row["throughput_ips"] / base["throughput_ips"]
+        row["times_smaller_on_disk"] = base["bytes_on_disk"] / row["bytes_on_disk"]
+        row["accuracy_delta"] = row["accuracy"] - base["accuracy"]
+    return rows
+
+
+def forward_flops(model: BigCNN) -> int:
+    """Multiply-adds x 2 of one image's forward pass through the conv and linear layers."""
+    flops, side = 0, 28
+    for layer in model.features:
+        if isinstance(layer, nn.Conv2d):
+            flops += 2 * layer.in_channels * layer.out_channels * 9 * side * side
+        elif isinstance(layer, nn.MaxPool2d):
+            side //= 2
+    return flops + sum(2 * m.in_features * m.out_features for m in model.classifier if isinstance(m, nn.Linear))
+
+
+def gemm_peak_gflops(n: int = 2048, runs: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n**3 / (_median_ms(lambda: a @ b, runs) / 1000.0) / 1e9
+
+
+def _train_steps(model: nn.Module, batches: Callable[[], Any]) -> float:
+    """Images per second of forward + backward + AdamW over the batches (one warm-up step excluded)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    n, t0 = 0, 0.0
+    for i, (x, y) in enumerate(batches()):
+        if i == 1:
+            n, t0 = 0, time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += len(y)
+    return n / (time.perf_counter() - t0)
+
+
+def measure_input_pipeline(params: Params) -> dict[str, float]:
+    """The same model and training step fed two ways: in-memory tensors + batch warp, or a DataLoader."""
+    cfg, t = params.bench, params.train
+    gen = seed_everything(params.seed, params.threads)
+    train = load_split(params.data.root, train=True, limit=cfg.pipeline_images, verify=params.data.verify)
+    model = build_model(**model_args_from(params.model))
+    spec = FitSpec(epochs=1, batch_size=t.batch_size, lr=t.lr, max_shift=t.max_shift, max_rotate=t.max_rotate)
+    history = fit(model, train, None, spec, gen, desc="bench: this trainer")
+    ours = len(train) / history[-1]["seconds"]
+    aug = transforms.Compose([transforms.RandomAffine(t.max_rotate, translate=(t.max_shift / 28, t.max_shift / 28)),
+                              transforms.ToTensor()])
+    ds = Subset(MNIST(params.data.root, train=True, transform=aug), range(cfg.pipeline_images))
+    loader = DataLoader(ds, batch_size=t.batch_size, shuffle=True, num_workers=0)
+    torchvision_ips = _train_steps(build_model(**model_args_from(params.model)).train(), lambda: iter(loader))
+    flops = 3 * forward_flops(model)  # backward costs about twice the forward
+    peak = gemm_peak_gflops()
+    return {"this_trainer_ips": ours, "torchvision_dataloader_ips": torchvision_ips,
+            "trainer_speedup": ours / torchvision_ips, "train_gflops": ours * flops / 1e9,
+            "gemm_peak_gflops": peak, "train_fraction_of_peak": ours * flops / 1e9 / peak,
+            "forward_mflops_per_image": forward_flops(model) / 1e6}
+
+
+COLUMNS = [("accuracy", "acc %", "{:.2f}"), ("latency_b1_ms", "b1 ms", "{:.3f}"), ("speedup_b1", "x", "{:.2f}"),
+           ("throughput_ips", "img/s b256", "{:,.0f}"), ("throughput_ratio", "x", "{:.2f}"),
+           ("peak_mb", "peak MB", "{:.1f}"), ("bytes_on_disk", "bytes", "{:,}"),
+           ("times_smaller_on_disk", "x smaller", "{:.1f}")]
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    lines = ["| model | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f.format(row[k]) for k, _, f in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def run(params: Params) -> dict[str, Any]:
+    seed_everything(params.seed, params.threads)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    models = build_models(params)
+    # Quantized kernels raise under deterministic mode (their output buffers are resized without an
+    # "is deterministic" flag). Only timing happens from here on; the channel model is already trained.
+    torch.use_deterministic_algorithms(False)
+    rows = measure_models(params, models, test)
+    return {"models": rows, "input_pipeline": measure_input_pipeline(params), "threads": params.threads,
+            "dense_inference_gflops": rows["dense"]["throughput_ips"] * forward_flops(models["dense"][0]) / 1e9}
+
+
+def main() -> None:
+    result = run(load_params())
+    write_json(BENCH_JSON, result)
+    print(table(result["models"]))
+    print(" ".join(f"{k}={v:.4g}" for k, v in result["input_pipeline"].items()))
+    print(f"dense inference at batch {load_params().bench.batch_size}: {result['dense_inference_gflops']:.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,77 @@
+"""Stage: distill the dense model into a small student, and train the same student alone as the control.
+
+Both students see the same images in the same order (same seed, same augmentation), so the only difference
+between models/student.pth and models/student_scratch.pth is the teacher's soft targets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stages.common import paths
+from stages.common.config import Params, load_params
+from stages.common.data import load_split
+from stages.common.io import load_checkpoint, save_checkpoint, write_csv
+from stages.common.model import build_model, count_params, model_args_from
+from stages.common.runtime import cli, seed_everything
+from stages.common.training import FitSpec, LossFn, distillation_loss, fit
+
+History = list[dict[str, Any]]
+
+
+def teacher_loss(teacher: nn.Module, params: Params) -> LossFn:
+    cfg = params.distill
+    teacher.eval()
+
+    def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # The teacher sees the student's own augmented batch: soft targets for exactly these images.
+        with torch.no_grad():
+            target = teacher(images)
+        return distillation_loss(logits, target, labels, cfg.temperature, cfg.alpha,
+                                 params.train.label_smoothing)
+
+    return loss
+
+
+def train_student(params: Params, teacher: nn.Module | None) -> tuple[nn.Module, History]:
+    """One student from the same seed; with teacher=None it is the from-scratch control."""
+    cfg, t = params.distill, params.train
+    gen = seed_everything(params.seed, params.threads)
+    train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    student = build_model(**model_args_from(cfg.student))
+    spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
+                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate)
+    loss_fn = None if teacher is None else teacher_loss(teacher, params)
+    history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
+                  desc="distill" if teacher is not None else "scratch")
+    return student, history
+
+
+def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> dict[str, tuple[nn.Module, History]]:
+    """{"student": (model, history), "student_scratch": (model, history)}."""
+    teacher, _ = load_checkpoint(dense_path)
+    out = {"student": train_student(params, teacher), "student_scratch": train_student(params, None)}
+    n_student, n_teacher = count_params(out["student"][0]), count_params(teacher)
+    print(f"student {n_student:,} parameters = 1/{n_teacher / n_student:.1f} of the teacher's {n_teacher:,}")
+    return out
+
+
+OUTPUTS = {"student": (paths.STUDENT_MODEL, paths.METRICS_DIR / "student_log.csv"),
+           "student_scratch": (paths.SCRATCH_MODEL, paths.METRICS_DIR / "student_scratch_log.csv")}
+
+
+def main() -> None:
+    params = load_params()
+    for name, (model, history) in run(params).items():
+        checkpoint, log = OUTPUTS[name]
+        save_checkpoint(checkpoint, model)
+        write_csv(log, [{"model": name, **row} for row in history])
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,77 @@
+"""The benchmark on a tiny pipeline: every model form measured, ratios to dense, sparse kernels exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from stages import bench, compress, prune, train
+from stages.common import paths
+from stages.common.config import Params, replace
+from stages.common.io import atomic_write_bytes, save_checkpoint
+
+MODEL_FORMS = {"dense", "pruned", "pruned_csr", "compressed", "channel", "dense_int8", "pruned_int8", "channel_int8"}
+
+
+def test_csr_linear_computes_what_the_dense_layer_does() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(300, 40)
+    with torch.no_grad():
+        layer.weight[torch.rand_like(layer.weight) < 0.9] = 0
+    sparse = bench.CsrLinear(layer)
+    for batch in (1, 7):
+        x = torch.randn(batch, 300)
+        assert torch.allclose(sparse(x), layer(x), atol=1e-5)
+    assert sparse.weight.values().numel() == int(torch.count_nonzero(layer.weight))
+
+
+def test_forward_flops_counts_conv_and_linear_layers() -> None:
+    from stages.common.model import build_model
+
+    model = build_model([4], [8])  # conv 1->4 at 28x28, then 4*14*14 -> 8 -> 10
+    assert bench.forward_flops(model) == 2 * 4 * 9 * 28 * 28 + 2 * 4 * 14 * 14 * 8 + 2 * 8 * 10
+
+
+@pytest.fixture
+def pipeline(tiny_params: Params, in_tmp: Path) -> Params:
+    model, _ = train.run(tiny_params)
+    save_checkpoint(paths.DENSE_MODEL, model)
+    params = replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.9))
+    pruned, _, _ = prune.run(params, paths.DENSE_MODEL)
+    save_checkpoint(paths.PRUNED_MODEL, pruned)
+    atomic_write_bytes(paths.COMPRESSED_MODEL, compress.run(params)[0])
+    return params
+
+
+def test_bench_measures_every_form_against_dense(pipeline: Params) -> None:
+    result = bench.run(pipeline)
+    rows = result["models"]
+    assert set(rows) == MODEL_FORMS
+    assert rows["dense"]["speedup_b1"] == rows["dense"]["times_smaller_on_disk"] == 1.0
+    for name, row in rows.items():
+        assert row["latency_b1_ms"] > 0 and row["throughput_ips"] > 0 and row["bytes_on_disk"] > 0, name
+        assert 0 <= row["accuracy"] <= 100 and row["peak_mb"] >= row["weights_mb"] > 0, name
+    # Same weights, other kernels: the same predictions.
+    assert rows["pruned_csr"]["accuracy"] == rows["pruned"]["accuracy"]
+    assert rows["compressed"]["bytes_on_disk"] < rows["pruned"]["bytes_on_disk"] / 3
+    assert rows["dense_int8"]["bytes_on_disk"] < rows["dense"]["bytes_on_disk"] / 2
+    assert rows["channel"]["bytes_on_disk"] < rows["dense"]["bytes_on_disk"]
+    pipe = result["input_pipeline"]
+    assert pipe["this_trainer_ips"] > 0 and pipe["torchvision_dataloader_ips"] > 0
+    assert 0 < pipe["train_fraction_of_peak"] < 1.5 and pipe["gemm_peak_gflops"] > 1
+    assert bench.CHANNEL_MODEL.is_file()
+    print(bench.table(rows))
+
+
+def test_channel_model_is_reused_until_its_inputs_change(pipeline: Params) -> None:
+    first = bench.channel_model(pipeline)
+    stamp = bench.CHANNEL_MODEL.stat().st_mtime_ns
+    bench.channel_model(pipeline)
+    assert bench.CHANNEL_MODEL.stat().st_mtime_ns == stamp  # reused, not retrained
+    other = replace(pipeline, bench=replace(pipeline.bench, channel_amount=0.25))
+    second = bench.channel_model(other)
+    assert bench.CHANNEL_MODEL.stat().st_mtime_ns != stamp
+    assert sum(p.numel() for p in second.parameters()) > sum(p.numel() for p in first.parameters())

@@ -1,0 +1,80 @@
+"""The compressed artifact: round trip, size, and refusal of foreign files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stages import compress, prune
+from stages.common import compression, paths
+from stages.common.config import Params, replace
+from stages.common.data import load_split
+from stages.common.io import CheckpointError, load_checkpoint, save_checkpoint
+from stages.common.training import predict
+
+
+@pytest.mark.parametrize("gaps", [[0, 1, 2, 3], [5], [0, 127, 128, 129, 300, 16384, 10**7]])
+def test_gap_varints_round_trip(gaps: list[int]) -> None:
+    positions = np.cumsum(np.array(gaps) + 1) - 1
+    data = compression.encode_gaps(positions)
+    decoded, end = compression.decode_gaps(memoryview(data), len(positions), 0)
+    assert decoded.tolist() == positions.tolist() and end == len(data)
+
+
+def test_quantize_rows_error_is_within_half_a_step() -> None:
+    w = torch.randn(16, 40)
+    q, scale = compression.quantize_rows(w, bits=8)
+    assert np.abs(q).max() <= 127
+    err = (w - torch.from_numpy(q.astype(np.float32)) * torch.from_numpy(scale)[:, None]).abs()
+    assert torch.all(err <= torch.from_numpy(scale)[:, None] / 2 + 1e-6)
+
+
+@pytest.fixture
+def pruned(tiny_params: Params, in_tmp: Path) -> Path:
+    from stages import train
+
+    model, _ = train.run(tiny_params)
+    save_checkpoint(paths.DENSE_MODEL, model)
+    params = replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.9))
+    model, _, _ = prune.run(params, paths.DENSE_MODEL)
+    save_checkpoint(paths.PRUNED_MODEL, model)
+    return paths.PRUNED_MODEL
+
+
+def test_round_trip_keeps_predictions_and_zeros(tiny_params: Params, pruned: Path) -> None:
+    data, report = compress.run(tiny_params)
+    assert report["bytes"] == len(data) and report["pruned_checkpoint_bytes"] > 5 * len(data)
+    original, _ = load_checkpoint(pruned)
+    rebuilt = compression.decode(data)
+    assert type(rebuilt) is type(original) and rebuilt.model_args == original.model_args
+    for (name, a), b in zip(original.state_dict().items(), rebuilt.state_dict().values(), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        if name.endswith("weight") and a.dim() > 1:
+            assert torch.equal(a == 0, b == 0) or int((b != 0).sum()) < int((a != 0).sum()), name
+            step = a.flatten(1).abs().amax(1) / 127  # int8: error at most half a step per channel
+            assert torch.all((a - b).flatten(1).abs() <= step[:, None] / 2 + 1e-6), name
+        else:
+            assert torch.equal(a, b), name  # biases and batch-norm statistics are stored exactly
+    test = load_split(tiny_params.data.root, train=False, limit=200, verify=False)
+    p_orig, p_new = predict(original, test), predict(rebuilt, test)
+    assert (p_orig.argmax(1) == p_new.argmax(1)).float().mean() >= 0.98
+    assert torch.allclose(p_orig, p_new, atol=0.05 * float(p_orig.abs().max()))
+
+
+def test_fewer_bits_make_a_smaller_file(tiny_params: Params, pruned: Path) -> None:
+    sizes = [len(compress.run(replace(tiny_params, compress=replace(tiny_params.compress, bits=b)))[0])
+             for b in (8, 4)]
+    assert sizes[1] < sizes[0]
+
+
+def test_load_refuses_a_foreign_or_damaged_file(tiny_params: Params, pruned: Path, tmp_path: Path) -> None:
+    data, _ = compress.run(tiny_params)
+    for name, blob in (("torch.bin", pruned.read_bytes()), ("cut.bin", data[:len(data) // 2])):
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(CheckpointError, match=name):
+            compression.load_model(tmp_path / name)
+    with pytest.raises(CheckpointError, match="no such compressed model"):
+        compression.load_model(tmp_path / "missing.bin")

@@ -1,0 +1,59 @@
+"""The distillation loss and the distill stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stages import distill, train
+from stages.common import paths
+from stages.common.config import Params, replace
+from stages.common.io import save_checkpoint
+from stages.common.model import count_params
+from stages.common.training import distillation_loss
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_hard_labels_only_is_exactly_cross_entropy(smoothing: float) -> None:
+    gen = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(32, 10, generator=gen), torch.randn(32, 10, generator=gen)
+    labels = torch.randint(0, 10, (32,), generator=gen)
+    loss = distillation_loss(student, teacher, labels, temperature=4.0, alpha=0.0, label_smoothing=smoothing)
+    assert torch.equal(loss, F.cross_entropy(student, labels, label_smoothing=smoothing))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_soft_loss_is_smallest_when_student_matches_teacher(temperature: float) -> None:
+    gen = torch.Generator().manual_seed(1)
+    teacher = 3 * torch.randn(16, 10, generator=gen)
+    labels = torch.randint(0, 10, (16,), generator=gen)
+    match = teacher.clone().requires_grad_(True)
+    at_match = distillation_loss(match, teacher, labels, temperature, alpha=1.0)
+    at_match.backward()
+    assert at_match.item() == pytest.approx(0.0, abs=1e-5)
+    assert float(match.grad.abs().max()) < 1e-6  # a minimum: no direction to improve
+    for _ in range(5):
+        other = teacher + torch.randn(16, 10, generator=gen)
+        assert distillation_loss(other, teacher, labels, temperature, alpha=1.0).item() > at_match.item()
+    # Adding a constant to every logit leaves the softmax, and so the loss, unchanged.
+    shifted = distillation_loss(teacher + 5.0, teacher, labels, temperature, alpha=1.0)
+    assert float(shifted) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_stage_trains_student_and_control_from_the_same_start(tiny_params: Params, in_tmp: Path) -> None:
+    teacher, _ = train.run(tiny_params)
+    save_checkpoint(paths.DENSE_MODEL, teacher)
+    params = replace(tiny_params, distill=replace(tiny_params.distill, epochs=1))
+    results = distill.run(params)
+    (student, hist), (scratch, hist0) = results["student"], results["student_scratch"]
+    assert student.model_args["conv_channels"] == list(params.distill.student.conv_channels)
+    assert count_params(student) == count_params(scratch) < count_params(teacher)
+    assert hist[-1]["test_accuracy"] > 50.0 and hist0[-1]["test_accuracy"] > 50.0
+    # Same seed and data order: the only difference is the teacher, so the weights differ.
+    assert not torch.equal(student.classifier[-1].weight, scratch.classifier[-1].weight)
+    again, _ = distill.train_student(params, None)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), scratch.state_dict().values(),
+                                                  strict=True))
