@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # Stages run as `python -m stages.<name>`: put the venv's python first on PATH for dvc.
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-.PHONY: install repro test lint clean
+.PHONY: install repro test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ repro: install
 
 test: install
 	$(RUN) $(PY) -m pytest
+
+# Every model form side by side in one process (after `make repro`): a table and metrics/bench.json.
+bench: install
+	$(RUN) $(PY) -m stages.bench
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -133,13 +133,17 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    # The student: ~207k parameters, under 1/20 of the teacher's 4.3M.
-    student: ModelConfig = field(default_factory=lambda: ModelConfig((16, 32), (128,), 0.1))
+    # The student: 98,554 parameters, 1/43 of the teacher's 4.3M. Three narrow conv blocks beat two with a
+    # wider FC layer at a fraction of the size: from scratch in 3 epochs, conv [16, 32] + FC [128] (207k)
+    # reached 99.25% and conv [16, 32, 64] + FC [128] 99.48%.
+    student: ModelConfig = field(default_factory=lambda: ModelConfig((16, 32, 64), (128,), 0.0))
     epochs: int = 3
     batch_size: int = 128
     lr: float = 3e-3
     # Soft targets are softmax(teacher_logits / temperature); the loss is
-    # alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross-entropy with the labels.
+    # alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross-entropy with the labels. The teacher was
+    # trained with label smoothing, so its probabilities are already soft: T = 1 gave 99.51%, T = 4 with
+    # alpha = 0.7 gave 99.47%.
     temperature: float = 1.0
     alpha: float = 0.5
 
