@@ -52,13 +52,13 @@ def test_bench_measures_every_form_against_dense(pipeline: Params) -> None:
     assert set(rows) == MODEL_FORMS
     assert rows["dense"]["speedup_b1"] == rows["dense"]["times_smaller_on_disk"] == 1.0
     for name, row in rows.items():
-        assert row["latency_b1_ms"] > 0 and row["throughput_ips"] > 0 and row["bytes_on_disk"] > 0, name
+        assert row["latency_b1_ms"] > 0 and row["throughput_ips"] > 0 and row["checkpoint_bytes"] > 0, name
         assert 0 <= row["accuracy"] <= 100 and row["peak_mb"] >= row["weights_mb"] > 0, name
     # Same weights, other kernels: the same predictions.
     assert rows["pruned_csr"]["accuracy"] == rows["pruned"]["accuracy"]
-    assert rows["compressed"]["bytes_on_disk"] < rows["pruned"]["bytes_on_disk"] / 3
-    assert rows["dense_int8"]["bytes_on_disk"] < rows["dense"]["bytes_on_disk"] / 2
-    assert rows["channel"]["bytes_on_disk"] < rows["dense"]["bytes_on_disk"]
+    assert rows["compressed"]["checkpoint_bytes"] < rows["pruned"]["checkpoint_bytes"] / 3
+    assert rows["dense_int8"]["checkpoint_bytes"] < rows["dense"]["checkpoint_bytes"] / 2
+    assert rows["channel"]["checkpoint_bytes"] < rows["dense"]["checkpoint_bytes"]
     pipe = result["input_pipeline"]
     assert pipe["this_trainer_ips"] > 0 and pipe["torchvision_dataloader_ips"] > 0
     assert 0 < pipe["train_fraction_of_peak"] < 1.5 and pipe["gemm_peak_gflops"] > 1
