@@ -241,9 +241,14 @@ COLUMNS = [("accuracy", "acc %", "{:.2f}"), ("latency_b1_ms", "b1 ms", "{:.3f}")
            ("times_smaller_on_disk", "x smaller", "{:.1f}")]
 
 
+FORMS = ("dense", "pruned", "pruned_csr", "compressed", "channel", "dense_int8", "pruned_int8", "channel_int8")
+
+
 def table(rows: dict[str, dict[str, Any]]) -> str:
+    """Markdown, one row per model form in FORMS order (metrics/bench.json stores them sorted by name)."""
     lines = ["| model | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, row in rows.items():
+    for name in FORMS:
+        row = rows[name]
         lines.append(f"| {name} | " + " | ".join(f.format(row[k]) for k, _, f in COLUMNS) + " |")
     return "\n".join(lines)
 

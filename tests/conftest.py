@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stages.common.config import Params, params_from_dict
+from stages import prune, train
+from stages.common import paths
+from stages.common.config import Params, params_from_dict, replace
+from stages.common.io import save_checkpoint
 
 # A few thousand images, one short epoch, a net small enough to train in seconds.
 TINY: dict[str, Any] = {
@@ -78,3 +81,14 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in an empty folder, where the stages' relative output paths (models/, metrics/) land."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def pruned_params(tiny_params: Params, in_tmp: Path) -> Params:
+    """A trained tiny model in models/, pruned one-shot to 90%; returns the params that pruned it."""
+    model, _ = train.run(tiny_params)
+    save_checkpoint(paths.DENSE_MODEL, model)
+    params = replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.9))
+    model, _, _ = prune.run(params, paths.DENSE_MODEL)
+    save_checkpoint(paths.PRUNED_MODEL, model)
+    return params

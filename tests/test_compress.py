@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from stages import compress, prune
+from stages import compress
 from stages.common import compression, paths
 from stages.common.config import Params, replace
 from stages.common.data import load_split
-from stages.common.io import CheckpointError, load_checkpoint, save_checkpoint
+from stages.common.io import CheckpointError, load_checkpoint
 from stages.common.training import predict
 
 
@@ -33,14 +33,7 @@ def test_quantize_rows_error_is_within_half_a_step() -> None:
 
 
 @pytest.fixture
-def pruned(tiny_params: Params, in_tmp: Path) -> Path:
-    from stages import train
-
-    model, _ = train.run(tiny_params)
-    save_checkpoint(paths.DENSE_MODEL, model)
-    params = replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.9))
-    model, _, _ = prune.run(params, paths.DENSE_MODEL)
-    save_checkpoint(paths.PRUNED_MODEL, model)
+def pruned(pruned_params: Params) -> Path:
     return paths.PRUNED_MODEL
 
 

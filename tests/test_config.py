@@ -45,6 +45,11 @@ def test_tiny_params_build() -> None:
     ("model", "dropout", 1.0, "model.dropout"),
     ("evaluate", "latency_runs", 0, "evaluate.latency_runs"),
     ("prune", "amout", 0.5, "prune.amout"),  # a typo is an unknown key, not a silent default
+    ("distill", "alpha", 1.5, "distill.alpha"),
+    ("distill", "temperature", 0, "distill.temperature"),
+    ("distill", "student", {"conv_channels": [8], "hidden": [0], "dropout": 0.0}, "distill.student.hidden"),
+    ("compress", "bits", 9, "compress.bits"),
+    ("bench", "channel_amount", 1.0, "bench.channel_amount"),
 ])
 def test_bad_value_is_rejected_naming_the_key(section: str, key: str, value: object, named: str) -> None:
     raw = tiny_dict()
@@ -96,6 +101,9 @@ def _without(section: str) -> str:
     ("download", _bad("data", "source", "ftp"), "data.source must be one of"),
     ("evaluate", _bad("evaluate", "latency_runs", -3), "evaluate.latency_runs must be an integer > 0"),
     ("evaluate", _bad("evaluate", "colour", "red"), "unknown key 'evaluate.colour'"),
+    ("distill", _bad("distill", "alpha", -0.5), "distill.alpha must be a number in [0, 1], got -0.5"),
+    ("compress", _bad("compress", "bits", 1), "compress.bits must be an integer in [2, 8], got 1"),
+    ("bench", _bad("bench", "repeats", 0), "bench.repeats must be an integer > 0"),
     ("train", _without("train"), "params.yaml is missing section 'train'"),
     ("prune", "", "params.yaml is empty"),
     ("prune", "prune: {amount: [0.5\n", "params.yaml is not valid YAML"),
