@@ -56,7 +56,9 @@ def metrics(repo: Path, name: str) -> dict:
 def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     sh(repo, "dvc", "repro")
     dense, pruned = metrics(repo, "dense"), metrics(repo, "pruned")
-    assert set(dense) == set(pruned)
+    assert set(dense) == set(pruned) == set(metrics(repo, "compressed")) == set(metrics(repo, "student")) \
+        == set(metrics(repo, "student_scratch"))
+    assert metrics(repo, "compressed")["checkpoint_bytes"] < pruned["checkpoint_bytes"] / 2
     assert pruned["sparsity"] == pytest.approx(0.5, abs=1e-4)
     assert dense["accuracy"] > 50.0  # a tiny net on 2000 real digits, one epoch
     show = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
@@ -68,10 +70,30 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
 
     out = sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.7")
     assert "Running stage 'train'" not in out and "Running stage 'prune'" in out
+    assert "Running stage 'distill'" not in out and "Running stage 'compress'" in out
     assert (repo / "models" / "big_model.pth").read_bytes() == dense_model
     assert metrics(repo, "pruned")["sparsity"] == pytest.approx(0.7, abs=1e-4)
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json"))
     assert "sparsity" in diff["metrics/pruned.json"]
+
+
+def test_channel_pruning_experiment_writes_a_smaller_model(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for channel pruning")
+    # --temp: run in a temporary copy, so the workspace (and the tests after this one) keep global_l1.
+    sh(repo, "dvc", "exp", "run", "--temp", "-n", "channels", "-S", "prune.method=channel_l1",
+       "-S", "prune.amount=0.5")
+    found = dict(sweep.experiments(json.loads(sh(repo, "dvc", "exp", "show", "--json"))))
+    m = {name: found["channels"]["metrics"][f"metrics/{name}.json"]["data"]
+         for name in ("dense", "pruned", "compressed", "student", "student_scratch")}
+    # Smaller in shape: fewer parameters and no zeros left, not a masked dense model.
+    assert m["pruned"]["params_total"] < m["dense"]["params_total"] / 3
+    assert m["pruned"]["sparsity"] < 0.05
+    assert m["pruned"]["checkpoint_bytes"] < m["dense"]["checkpoint_bytes"] / 3
+    assert m["compressed"]["params_total"] == m["pruned"]["params_total"]
+    assert m["compressed"]["accuracy"] == pytest.approx(m["pruned"]["accuracy"], abs=2.0)
+    assert metrics(repo, "pruned")["params_total"] == m["dense"]["params_total"]  # workspace untouched
 
 
 def test_notebook_executes_top_to_bottom(repo: Path) -> None:
