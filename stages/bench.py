@@ -39,6 +39,7 @@ from stages.common.compression import load_model
 from stages.common.config import Params, load_params, replace
 from stages.common.data import Split, load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_json
+from stages.common.metrics import median_seconds
 from stages.common.model import BigCNN, build_model, model_args_from
 from stages.common.quantize import quantize_int8
 from stages.common.runtime import cli, seed_everything
@@ -120,12 +121,7 @@ def activation_peak_mb(model: nn.Module, batch: torch.Tensor, runs: int = 3) -> 
 
 
 def _median_ms(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
+    return 1000.0 * median_seconds(fn, runs)
 
 
 def build_models(params: Params) -> dict[str, tuple[nn.Module, int]]:

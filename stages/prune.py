@@ -41,17 +41,21 @@ def global_l1(model: nn.Module, amount: float) -> None:
                               amount=round(amount * total) - _pruned_count(model))
 
 
+def _layers(model: BigCNN) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d], list[nn.Linear]]:
+    return ([m for m in model.features if isinstance(m, nn.Conv2d)],
+            [m for m in model.features if isinstance(m, nn.BatchNorm2d)],
+            [m for m in model.classifier if isinstance(m, nn.Linear)])
+
+
 def channel_units(model: BigCNN) -> list[tuple[nn.Module, list[tuple[nn.Module, str]]]]:
     """(scored layer, every tensor that belongs to its output channels) for each hidden conv / FC layer.
 
     A conv channel is its filter plus its batch-norm scale and shift: with all three zero the channel
     outputs exactly 0, so removing it later changes nothing. The output layer keeps its 10 classes.
     """
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
-    linears = [m for m in model.classifier if isinstance(m, nn.Linear)][:-1]
+    convs, norms, fcs = _layers(model)
     units = [(c, [(c, "weight"), (bn, "weight"), (bn, "bias")]) for c, bn in zip(convs, norms, strict=True)]
-    return units + [(fc, [(fc, "weight"), (fc, "bias")]) for fc in linears]
+    return units + [(fc, [(fc, "weight"), (fc, "bias")]) for fc in fcs[:-1]]
 
 
 def channel_l1(model: nn.Module, amount: float) -> None:
@@ -90,16 +94,12 @@ def shrink(model: BigCNN) -> BigCNN:
     Each removed output channel also removes the matching input slice of the next layer (for the first FC
     layer, that channel's side*side block of the flattened features).
     """
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
-    fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    convs, norms, fcs = _layers(model)
     keep_conv = [_alive(c.weight, bn.weight, bn.bias) for c, bn in zip(convs, norms, strict=True)]
     keep_fc = [_alive(fc.weight, fc.bias) for fc in fcs[:-1]] + [torch.arange(fcs[-1].out_features)]
     args = dict(model.model_args, conv_channels=[len(k) for k in keep_conv], hidden=[len(k) for k in keep_fc[:-1]])
     small = build_model(**args)
-    s_convs = [m for m in small.features if isinstance(m, nn.Conv2d)]
-    s_norms = [m for m in small.features if isinstance(m, nn.BatchNorm2d)]
-    s_fcs = [m for m in small.classifier if isinstance(m, nn.Linear)]
+    s_convs, s_norms, s_fcs = _layers(small)
     with torch.no_grad():
         keep_in = torch.arange(1)
         for c, bn, sc, sbn, keep in zip(convs, norms, s_convs, s_norms, keep_conv, strict=True):

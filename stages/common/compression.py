@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import CheckpointError, atomic_write_bytes, load_checkpoint
+from .io import CheckpointError, load_checkpoint
 from .model import BigCNN, build_model, prunable
 
 MAGIC = b"BIGNN-SPARSE-1\n"
@@ -140,10 +140,6 @@ def decode(data: bytes) -> BigCNN:
             state[e["name"]] = torch.from_numpy(arr.astype(dtype.newbyteorder("=")).reshape(shape))
     model.load_state_dict(state)
     return model
-
-
-def save_compressed(path: str | Path, model: BigCNN, bits: int) -> None:
-    atomic_write_bytes(path, encode(model, bits))
 
 
 def load_compressed(path: str | Path) -> BigCNN:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,13 +32,14 @@ def accuracy_metrics(model: nn.Module, test: Split, batch_size: int) -> tuple[di
     return score_logits(logits, test.labels), logits.argmax(1)
 
 
-def _median_seconds(fn: object, runs: int, warmup: int) -> float:
+def median_seconds(fn: Callable[[], object], runs: int, warmup: int = 0) -> float:
+    """Median wall time of `runs` calls of fn, after `warmup` untimed ones."""
     for _ in range(warmup):
-        fn()  # type: ignore[operator]
+        fn()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -47,8 +49,8 @@ def speed_metrics(model: nn.Module, test: Split, batch_size: int, latency_runs: 
                   throughput_batches: int) -> dict[str, float]:
     model.eval()
     one, batch = test.images[:1], test.images[:batch_size]
-    latency = _median_seconds(lambda: model(one), latency_runs, warmup=20)
-    per_batch = _median_seconds(lambda: model(batch), throughput_batches, warmup=2)
+    latency = median_seconds(lambda: model(one), latency_runs, warmup=20)
+    per_batch = median_seconds(lambda: model(batch), throughput_batches, warmup=2)
     return {"latency_b1_ms": 1000.0 * latency, "throughput_ips": len(batch) / per_batch}
 
 
