@@ -223,12 +223,13 @@ def measure_input_pipeline(params: Params) -> dict[str, float]:
     ds = Subset(MNIST(params.data.root, train=True, transform=aug), range(cfg.pipeline_images))
     loader = DataLoader(ds, batch_size=t.batch_size, shuffle=True, num_workers=0)
     torchvision_ips = _train_steps(build_model(**model_args_from(params.model)).train(), lambda: iter(loader))
-    flops = 3 * forward_flops(model)  # backward costs about twice the forward
+    forward = forward_flops(model)
+    train_gflops = ours * 3 * forward / 1e9  # backward costs about twice the forward
     peak = gemm_peak_gflops()
     return {"this_trainer_ips": ours, "torchvision_dataloader_ips": torchvision_ips,
-            "trainer_speedup": ours / torchvision_ips, "train_gflops": ours * flops / 1e9,
-            "gemm_peak_gflops": peak, "train_fraction_of_peak": ours * flops / 1e9 / peak,
-            "forward_mflops_per_image": forward_flops(model) / 1e6}
+            "trainer_speedup": ours / torchvision_ips, "train_gflops": train_gflops,
+            "gemm_peak_gflops": peak, "train_fraction_of_peak": train_gflops / peak,
+            "forward_mflops_per_image": forward / 1e6}
 
 
 COLUMNS = [("accuracy", "acc %", "{:.2f}"), ("latency_b1_ms", "b1 ms", "{:.3f}"), ("speedup_b1", "x", "{:.2f}"),
@@ -262,11 +263,12 @@ def run(params: Params) -> dict[str, Any]:
 
 
 def main() -> None:
-    result = run(load_params())
+    params = load_params()
+    result = run(params)
     write_json(BENCH_JSON, result)
     print(table(result["models"]))
     print(" ".join(f"{k}={v:.4g}" for k, v in result["input_pipeline"].items()))
-    print(f"dense inference at batch {load_params().bench.batch_size}: {result['dense_inference_gflops']:.1f} GFLOP/s")
+    print(f"dense inference at batch {params.bench.batch_size}: {result['dense_inference_gflops']:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":
