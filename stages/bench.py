@@ -14,11 +14,7 @@ the same model, and the achieved GFLOP/s against a large matrix multiply measure
 from __future__ import annotations
 
 import copy
-import ctypes
-import gc
 import hashlib
-import io
-import re
 import statistics
 import time
 import warnings
@@ -39,13 +35,12 @@ from stages.common.compression import load_model
 from stages.common.config import Params, load_params, replace
 from stages.common.data import Split, load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_json
-from stages.common.metrics import median_seconds
+from stages.common.metrics import activation_peak_mb, median_seconds, serialized_bytes
 from stages.common.model import BigCNN, build_model, model_args_from
 from stages.common.quantize import quantize_int8
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, score
 
-_LIBC = ctypes.CDLL("libc.so.6")
 CHANNEL_MODEL = paths.MODELS_DIR / "bench" / "channel_l1.pth"
 BENCH_JSON = paths.METRICS_DIR / "bench.json"
 
@@ -91,33 +86,6 @@ def channel_model(params: Params) -> BigCNN:
     model, _, _ = prune.run(replace(params, prune=cfg), paths.DENSE_MODEL)
     save_checkpoint(CHANNEL_MODEL, model, source=key)
     return model
-
-
-def serialized_bytes(model: nn.Module) -> int:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return len(buf.getvalue())
-
-
-def _rss_kib(field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
-
-
-def activation_peak_mb(model: nn.Module, batch: torch.Tensor, runs: int = 3) -> float:
-    """Extra resident memory while the model runs one batch (median of `runs`).
-
-    Hand freed heap memory back to the OS first (else the batch reuses it and looks free), reset the
-    kernel's high-water mark to the current RSS (Linux: "5" > clear_refs), run, read the new mark.
-    """
-    peaks = []
-    for _ in range(runs):
-        gc.collect()
-        _LIBC.malloc_trim(0)
-        Path("/proc/self/clear_refs").write_text("5")
-        base = _rss_kib("VmRSS")
-        model(batch)
-        peaks.append((_rss_kib("VmHWM") - base) / 1024.0)
-    return statistics.median(peaks)
 
 
 def _median_ms(fn: Callable[[], object], runs: int) -> float:

@@ -18,14 +18,14 @@ from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv
 from stages.common.model import build_model, count_params, model_args_from
 from stages.common.runtime import cli, seed_everything
-from stages.common.training import FitSpec, LossFn, distillation_loss, fit
+from stages.common.training import FitSpec, LossFn, distillation_loss, fit, prepare
 
 History = list[dict[str, Any]]
 
 
 def teacher_loss(teacher: nn.Module, params: Params) -> LossFn:
     cfg = params.distill
-    teacher.eval()
+    prepare(teacher).eval()
 
     def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # The teacher sees the student's own augmented batch: soft targets for exactly these images.

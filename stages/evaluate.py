@@ -1,23 +1,30 @@
-"""Last stage: measure every model the same way; write metrics/<name>.json.
+"""Last stage: measure every model the same way; write metrics/<name>.json and metrics/machine.json.
 
-Each model is measured in a fresh process, so peak memory belongs to that model alone and one model's
-warm caches do not speed up the next.
+All models are measured in one process, one after the other. Each fresh process would cost a torch import
+(seconds and ~900 MB) per model; memory is measured per model instead (its tensors plus one batch's
+activations), and the machine every timing comes from is written beside them.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from stages.common import paths
 from stages.common.compression import load_model
 from stages.common.config import Params, load_params
-from stages.common.data import load_split
+from stages.common.data import Split, load_split
 from stages.common.io import write_csv, write_json
-from stages.common.metrics import accuracy_metrics, peak_rss_mb, size_metrics, speed_metrics
+from stages.common.metrics import (
+    accuracy_metrics,
+    machine_metrics,
+    memory_metrics,
+    peak_rss_mb,
+    size_metrics,
+    speed_metrics,
+)
 from stages.common.runtime import cli, seed_everything
+from stages.common.training import prepare
 
 MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed": paths.COMPRESSED_MODEL,
           "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
@@ -25,43 +32,39 @@ MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed"
 CONFUSION = ("dense", "pruned")
 
 
-def measure(params: Params, checkpoint: Path) -> tuple[dict[str, float], list[int], list[int]]:
-    """All metrics of one checkpoint, plus (labels, predictions) on the test set."""
-    seed_everything(params.seed, params.threads)
+def measure(params: Params, checkpoint: Path, test: Split) -> tuple[dict[str, float], list[int]]:
+    """All metrics of one checkpoint, plus its predictions on the test set."""
     cfg = params.evaluate
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit,
-                      verify=params.data.verify)
-    model = load_model(checkpoint)
+    model = prepare(load_model(checkpoint))  # the layout the stages train and predict in
     acc, preds = accuracy_metrics(model, test, cfg.batch_size)
-    metrics = {**acc, **size_metrics(model, checkpoint),
+    metrics = {**acc, **size_metrics(model, checkpoint), **memory_metrics(model, test, cfg.batch_size),
                **speed_metrics(model, test, cfg.batch_size, cfg.latency_runs, cfg.throughput_batches)}
-    # The whole process's high-water mark: importing torch is most of it, which is what a user pays too.
-    metrics["peak_rss_mb"] = peak_rss_mb()
-    return metrics, test.labels.tolist(), preds.tolist()
+    return metrics, preds.tolist()
 
 
-def measure_in_fresh_process(params: Params, checkpoint: Path) -> tuple[dict[str, float], list[int], list[int]]:
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, params, checkpoint).result()
-
-
-def run(params: Params, models: dict[str, Path] = MODELS) -> dict[str, dict[str, Any]]:
-    """{name: {"metrics": {...}, "labels": [...], "preds": [...]}} for each checkpoint."""
-    out = {}
+def run(params: Params, models: dict[str, Path] = MODELS) -> dict[str, Any]:
+    """{"labels": [...], "machine": {...}, "models": {name: {"metrics": {...}, "preds": [...]}}}."""
+    seed_everything(params.seed, params.threads)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    out: dict[str, Any] = {"labels": test.labels.tolist(), "models": {}}
     for name, path in models.items():
-        metrics, labels, preds = measure_in_fresh_process(params, Path(path))
-        out[name] = {"metrics": metrics, "labels": labels, "preds": preds}
+        metrics, preds = measure(params, Path(path), test)
+        out["models"][name] = {"metrics": metrics, "preds": preds}
         print(name, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+    # The whole process's high-water mark, importing torch included: what a user's process pays.
+    out["machine"] = {**machine_metrics(params.threads), "evaluate_peak_rss_mb": round(peak_rss_mb(), 1)}
     return out
 
 
 def main() -> None:
     params = load_params()
-    for name, result in run(params).items():
-        write_json(paths.METRICS_DIR / f"{name}.json", result["metrics"])
+    result = run(params)
+    for name, model in result["models"].items():
+        write_json(paths.METRICS_DIR / f"{name}.json", model["metrics"])
         if name in CONFUSION:
             write_csv(paths.METRICS_DIR / f"confusion_{name}.csv",
-                      [{"actual": a, "predicted": p} for a, p in zip(result["labels"], result["preds"], strict=True)])
+                      [{"actual": a, "predicted": p} for a, p in zip(result["labels"], model["preds"], strict=True)])
+    write_json(paths.MACHINE_METRICS, result["machine"])
 
 
 if __name__ == "__main__":

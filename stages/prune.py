@@ -21,7 +21,7 @@ from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
 from stages.common.model import BigCNN, build_model, prunable
 from stages.common.runtime import cli, seed_everything
-from stages.common.training import FitSpec, fit, score
+from stages.common.training import FitSpec, fit, prepare, score
 
 
 def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -35,9 +35,12 @@ def _pruned_count(model: nn.Module) -> int:
 
 def global_l1(model: nn.Module, amount: float) -> None:
     """Mask the smallest-magnitude conv and linear weights, ranked across all layers at once."""
-    total = sum(m.weight.numel() for m, _ in _targets(model))
-    # global_unstructured ranks only the still-unmasked weights, so ask for the difference.
-    prune.global_unstructured(_targets(model), pruning_method=prune.L1Unstructured,
+    targets = _targets(model)
+    total = sum(m.weight.numel() for m, _ in targets)
+    # global_unstructured ranks only the still-unmasked weights, so ask for the difference. It flattens the
+    # scores with .view(): hand it contiguous copies (a masked layer's `weight` keeps the layout it had).
+    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
+                              importance_scores={(m, "weight"): m.weight.contiguous() for m, _ in targets},
                               amount=round(amount * total) - _pruned_count(model))
 
 
@@ -156,7 +159,11 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
             ramp_steps = max(1, int(cfg.ramp * total_steps))
             for k, target in enumerate(schedule):
                 if step == k * ramp_steps // len(schedule):
+                    # torch's global pruning flattens weights and masks with .view(), which channels-last conv
+                    # tensors refuse: prune in the default layout, then train on in the fast one.
+                    model.to(memory_format=torch.contiguous_format)
                     pruner(model, target)
+                    prepare(model)
 
         t = params.train
         spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr,

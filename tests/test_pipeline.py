@@ -145,3 +145,62 @@ def test_four_queued_experiments_run_two_at_a_time(repo: Path) -> None:
     assert set(found) == {f"q-{a}" for a in amounts}
     for a in amounts:
         assert found[f"q-{a}"] == pytest.approx(a, abs=1e-4)
+
+
+def outputs(repo: Path) -> dict[str, bytes]:
+    """Every file the pipeline writes (models and metrics), by path."""
+    return {str(p.relative_to(repo)): p.read_bytes() for d in ("models", "metrics") for p in (repo / d).rglob("*")
+            if p.is_file()}
+
+
+def ran(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("Running stage")]
+
+
+def test_run_cache_restores_a_param_set_tried_before(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    params = (repo / "params.yaml").read_text()
+    first = outputs(repo)
+    amount = yaml.safe_load(params)["prune"]["amount"]
+    changed = yaml.safe_load(params)
+    changed["prune"]["amount"] = 0.4 if amount != 0.4 else 0.45
+    (repo / "params.yaml").write_text(yaml.safe_dump(changed))
+    assert "Running stage 'prune'" in sh(repo, "dvc", "repro")
+    assert outputs(repo)["metrics/pruned.json"] != first["metrics/pruned.json"]
+    (repo / "params.yaml").write_text(params)
+    out = sh(repo, "dvc", "repro")
+    # Back to the first params: prune, compress and evaluate come from the run-cache, nothing recomputes.
+    assert ran(out) == [] and "skipping run" in out, out
+    assert outputs(repo) == first
+
+
+def test_bad_train_param_then_the_fix_restores_without_retraining(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    params = (repo / "params.yaml").read_text()
+    first = outputs(repo)
+    bad = yaml.safe_load(params)
+    bad["train"]["epochs"] = "ten"
+    (repo / "params.yaml").write_text(yaml.safe_dump(bad))
+    res = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert res.returncode != 0
+    assert "error: train.epochs must be an integer, got 'ten'" in res.stdout + res.stderr
+    # What DVC does: it removes a stage's outputs before running its command, so the dense model is gone...
+    assert not (repo / "models" / "big_model.pth").exists()
+    (repo / "params.yaml").write_text(params)
+    out = sh(repo, "dvc", "repro")
+    # ...and the fixed params bring it back from the run-cache: no stage runs, every byte as before.
+    assert ran(out) == [] and "skipping run" in out, out
+    assert outputs(repo) == first
+
+
+def test_experiment_back_to_earlier_params_is_restored_not_recomputed(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the run-cache experiment")
+    amount = yaml.safe_load((repo / "params.yaml").read_text())["prune"]["amount"]
+    first = outputs(repo)
+    assert "Running stage 'prune'" in sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.35")
+    out = sh(repo, "dvc", "exp", "run", "-S", f"prune.amount={amount}")
+    assert ran(out) == [] and "skipping run" in out, out
+    assert outputs(repo) == first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stages import sweep
 
 
@@ -33,3 +35,12 @@ def test_rows_keep_sweep_experiments_sorted_with_drop_vs_dense() -> None:
     assert rows[1] == {"amount": 0.98, "sparsity": 0.98, "accuracy": 99.32, "drop_vs_dense": 0.23,
                        "params_nonzero": 88026, "prune_seconds": 80.0}
     assert sweep.markdown(rows).splitlines()[0].startswith("| amount | sparsity | accuracy")
+
+
+def test_jobs_times_threads_may_not_exceed_the_cores() -> None:
+    sweep.check_cores(jobs=1, threads=2, cores=2)
+    sweep.check_cores(jobs=2, threads=1, cores=2)
+    with pytest.raises(ValueError, match=r"--jobs 2 x threads 2 .* 2 cores .* use --jobs 1"):
+        sweep.check_cores(jobs=2, threads=2, cores=2)
+    with pytest.raises(ValueError, match="--jobs 0"):
+        sweep.check_cores(jobs=0, threads=1, cores=4)

@@ -15,3 +15,5 @@ FINETUNE_LOG = METRICS_DIR / "finetune_log.csv"
 LAYER_SPARSITY = METRICS_DIR / "layer_sparsity.csv"
 PRUNE_METRICS = METRICS_DIR / "prune.json"
 COMPRESS_METRICS = METRICS_DIR / "compress.json"
+# Where the timings were taken: CPU, cores, threads, memory.
+MACHINE_METRICS = METRICS_DIR / "machine.json"

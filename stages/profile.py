@@ -1,0 +1,134 @@
+"""Where a training epoch's time goes (not a pipeline stage): `python -m stages.profile`.
+
+Runs `--steps` training steps of the dense model and of the distilled student (with the teacher's forward pass)
+exactly as the stages do, under torch.profiler, groups the ops (conv, linear, batch norm, pooling, optimizer,
+augmentation, ...), and scales them to one epoch of params.yaml's training set. The per-epoch test pass is timed
+on its own. Prints a table per model; needs the MNIST files (`dvc repro download`). The teacher is a freshly
+built dense model: its weights do not change its speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from stages.common import training
+from stages.common.config import Params, load_params
+from stages.common.data import Split, augment, load_split
+from stages.common.model import build_model, model_args_from
+from stages.common.runtime import seed_everything
+from stages.common.training import as_input, prepare, score
+
+# Profiler op names (forward and backward) to the part of the step they belong to; first match wins.
+GROUPS = (
+    ("augmentation", ("affine_grid", "grid_sampler", "aten::cos", "aten::sin", "aten::bmm")),
+    ("optimizer", ("adam", "zero_grad", "lr_scheduler")),
+    ("conv", ("conv",)),
+    ("linear", ("addmm", "aten::mm", "aten::linear")),
+    ("batch norm", ("batch_norm",)),
+    ("max pool", ("max_pool",)),
+    ("relu", ("relu", "threshold", "clamp_min")),
+    ("dropout", ("dropout", "bernoulli")),
+    ("loss", ("cross_entropy", "log_softmax", "nll_loss", "kl_div", "softmax")),
+    ("memory fill and copies", ("fill_", "copy_", "zero_", "empty", "clone", "contiguous")),
+)
+
+
+def _group(name: str) -> str:
+    low = name.lower()
+    for group, keys in GROUPS:
+        if any(k in low for k in keys):
+            return group
+    return "other (elementwise, indexing, Python)"
+
+
+FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int,
+             gen: torch.Generator) -> Callable[[], torch.Tensor]:
+    """One training step as fit() takes it; returns the augmented batch it trained on."""
+    t = params.train
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+    def step() -> torch.Tensor:
+        idx = torch.randint(len(train), (batch_size,), generator=gen)
+        x = as_input(augment(train.images[idx], t.max_shift, t.max_rotate, gen))
+        loss = F.cross_entropy(model(x), train.labels[idx], label_smoothing=t.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return x
+
+    return step
+
+
+def profile_training(model: nn.Module, train: Split, test: Split, params: Params, batch_size: int, steps: int,
+                     teacher: nn.Module | None = None, fill_uninitialized: bool = False) -> dict[str, float]:
+    """Seconds per epoch of training set, by part of the step; the teacher's forward and the test pass apart."""
+    gen = seed_everything(params.seed, params.threads)
+    torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized
+    step = _step_fn(prepare(model).train(), train, params, batch_size, gen)
+    for _ in range(3):  # warm-up: kernel choice, allocator
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        batches = [step() for _ in range(steps)]
+        wall = time.perf_counter() - t0
+    scale = (len(train) / batch_size) / steps
+    parts: dict[str, float] = defaultdict(float)
+    for ev in prof.key_averages():  # self time: nested ops are not counted twice
+        parts[_group(ev.key)] += ev.self_cpu_time_total / 1e6 * scale
+    out = dict(parts)
+    out["= training step, wall (under the profiler)"] = wall * scale
+    if teacher is not None:
+        prepare(teacher).eval()
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            for x in batches:
+                teacher(x)
+            out["teacher forward (distilled student only)"] = (time.perf_counter() - t0) * scale
+    t0 = time.perf_counter()
+    score(model, test)
+    out["test pass (once per epoch)"] = time.perf_counter() - t0
+    return out
+
+
+def run(params: Params, steps: int, fill_uninitialized: bool = False) -> dict[str, dict[str, float]]:
+    seed_everything(params.seed, params.threads)
+    train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    teacher = build_model(**model_args_from(params.model))
+    dense = build_model(**model_args_from(params.model))
+    student = build_model(**model_args_from(params.distill.student))
+    return {"dense training": profile_training(dense, train, test, params, params.train.batch_size, steps,
+                                               fill_uninitialized=fill_uninitialized),
+            "distillation (student + teacher)": profile_training(student, train, test, params,
+                                                                 params.distill.batch_size, steps, teacher,
+                                                                 fill_uninitialized)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=60, help="profiled training steps per model (scaled to an epoch)")
+    ap.add_argument("--memory-format", choices=list(FORMATS), default="channels_last",
+                    help="layout of conv activations and weights (the stages use channels_last)")
+    ap.add_argument("--fill-uninitialized-memory", action="store_true",
+                    help="let deterministic mode fill new tensors with NaN (the stages turn it off)")
+    args = ap.parse_args(argv)
+    training.MEMORY_FORMAT = FORMATS[args.memory_format]
+    for name, parts in run(load_params(), args.steps, args.fill_uninitialized_memory).items():
+        print(f"\n{name}: seconds per epoch")
+        for part, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
+            print(f"  {part:<48} {seconds:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
