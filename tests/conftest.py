@@ -18,7 +18,8 @@ from stages.common.io import save_checkpoint
 # A few thousand images, one short epoch, a net small enough to train in seconds.
 TINY: dict[str, Any] = {
     "seed": 0,
-    "threads": 2,
+    # One thread: the queue test runs two experiments at once on 2 cores (jobs x threads <= cores).
+    "threads": 1,
     "data": {"root": "data", "source": "auto", "train_limit": 2000, "test_limit": 500, "timeout_s": 2.0,
              "verify": True},
     "model": {"conv_channels": [4, 8], "hidden": [64, 32], "dropout": 0.1},

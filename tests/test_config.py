@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,7 @@ def _without(section: str) -> str:
     return yaml.safe_dump(raw)
 
 
-@pytest.mark.parametrize(("stage", "text", "named"), [
+BAD_PARAMS = [
     ("prune", _bad("prune", "amount", 1.5), "prune.amount must be a number in [0, 1), got 1.5"),
     ("prune", _bad("prune", "amount", "lots"), "prune.amount must be a number"),
     ("prune", _bad("prune", "method", "magic"), "prune.method must be one of ['global_l1', 'channel_l1']"),
@@ -107,18 +108,44 @@ def _without(section: str) -> str:
     ("train", _without("train"), "params.yaml is missing section 'train'"),
     ("prune", "", "params.yaml is empty"),
     ("prune", "prune: {amount: [0.5\n", "params.yaml is not valid YAML"),
-])
-def test_stage_with_bad_params_exits_with_one_line_and_keeps_outputs(tmp_path: Path, stage: str, text: str,
-                                                                     named: str) -> None:
-    (tmp_path / "params.yaml").write_text(text)
-    outputs = [tmp_path / "models" / "big_model.pth", tmp_path / "models" / "big_model_pruned.pth",
-               tmp_path / "metrics" / "pruned.json", tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"]
+]
+
+
+def _previous_outputs(root: Path) -> list[Path]:
+    outputs = [root / "models" / "big_model.pth", root / "models" / "big_model_pruned.pth",
+               root / "metrics" / "pruned.json", root / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"]
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"previous output")
+    return outputs
+
+
+def test_stage_with_bad_params_exits_with_one_line_and_keeps_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Every case runs the stage's file as `python -m stages.<stage>` does (its __main__ block), in this process:
+    a fresh interpreter per case would spend its time importing torch."""
+    monkeypatch.chdir(tmp_path)
+    failures = []
+    for stage, text, named in BAD_PARAMS:
+        (tmp_path / "params.yaml").write_text(text)
+        outputs = _previous_outputs(tmp_path)
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(ROOT / "stages" / f"{stage}.py"), run_name="__main__")
+        lines = capsys.readouterr().err.strip().splitlines()
+        if exit_info.value.code != 1 or len(lines) != 1 or not lines[0].startswith("error: ") or named not in lines[0]:
+            failures.append((stage, named, exit_info.value.code, lines))
+        if not all(path.read_bytes() == b"previous output" for path in outputs):
+            failures.append((stage, named, "an output was changed"))
+    assert not failures
+
+
+@pytest.mark.parametrize("stage", ["train", "prune"])
+def test_stage_command_with_bad_params_exits_1_with_one_line(tmp_path: Path, stage: str) -> None:
+    """The same through a real `python -m` process, for the two stages whose outputs cost the most to redo."""
+    (tmp_path / "params.yaml").write_text(_bad(stage, "batch_size", 0))
+    outputs = _previous_outputs(tmp_path)
     res = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 1
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], res.stderr
+    assert res.stderr.strip() == f"error: {stage}.batch_size must be an integer > 0, got 0", res.stderr
     assert all(path.read_bytes() == b"previous output" for path in outputs)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbclient
@@ -19,34 +17,12 @@ import pytest
 import yaml
 
 from stages import sweep
-from tests.conftest import tiny_dict
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sh(cwd: Path, *cmd: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res.stdout + res.stderr
+from tests.dvc_repo import ROOT, make_repo, outputs, ran, sh
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("repo")
-    shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_dict(prune={"amount": 0.5})))
-    sh(repo, "git", "init", "-q", "-b", "main")
-    # CI has no git identity; `dvc exp run` commits, so the test repo needs one.
-    sh(repo, "git", "config", "user.name", "pipeline test")
-    sh(repo, "git", "config", "user.email", "test@example.invalid")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "dvc", "config", "core.analytics", "false")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "-m", "tiny pipeline")
-    return repo
+    return make_repo(tmp_path_factory.mktemp("repo"))
 
 
 def metrics(repo: Path, name: str) -> dict:
@@ -125,55 +101,6 @@ def test_remote_push_then_pull_in_a_fresh_clone(repo: Path, tmp_path: Path) -> N
     assert "up to date" in sh(clone, "dvc", "status")
 
 
-def test_four_queued_experiments_run_two_at_a_time(repo: Path) -> None:
-    sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the queue")
-    amounts = (0.3, 0.6, 0.85, 0.95)
-    for a in amounts:
-        sh(repo, "dvc", "exp", "run", "--queue", "-n", f"q-{a}", "-S", f"prune.amount={a}")
-    sh(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 600
-    while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
-        assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
-        time.sleep(3)
-    status = sh(repo, "dvc", "queue", "status")
-    assert "Failed" not in status, status
-    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
-    found = {name: data["metrics"]["metrics/pruned.json"]["data"]["sparsity"]
-             for name, data in sweep.experiments(shown) if name.startswith("q-")}
-    assert set(found) == {f"q-{a}" for a in amounts}
-    for a in amounts:
-        assert found[f"q-{a}"] == pytest.approx(a, abs=1e-4)
-
-
-def outputs(repo: Path) -> dict[str, bytes]:
-    """Every file the pipeline writes (models and metrics), by path."""
-    return {str(p.relative_to(repo)): p.read_bytes() for d in ("models", "metrics") for p in (repo / d).rglob("*")
-            if p.is_file()}
-
-
-def ran(out: str) -> list[str]:
-    return [line for line in out.splitlines() if line.startswith("Running stage")]
-
-
-def test_run_cache_restores_a_param_set_tried_before(repo: Path) -> None:
-    sh(repo, "dvc", "repro")
-    params = (repo / "params.yaml").read_text()
-    first = outputs(repo)
-    amount = yaml.safe_load(params)["prune"]["amount"]
-    changed = yaml.safe_load(params)
-    changed["prune"]["amount"] = 0.4 if amount != 0.4 else 0.45
-    (repo / "params.yaml").write_text(yaml.safe_dump(changed))
-    assert "Running stage 'prune'" in sh(repo, "dvc", "repro")
-    assert outputs(repo)["metrics/pruned.json"] != first["metrics/pruned.json"]
-    (repo / "params.yaml").write_text(params)
-    out = sh(repo, "dvc", "repro")
-    # Back to the first params: prune, compress and evaluate come from the run-cache, nothing recomputes.
-    assert ran(out) == [] and "skipping run" in out, out
-    assert outputs(repo) == first
-
-
 def test_bad_train_param_then_the_fix_restores_without_retraining(repo: Path) -> None:
     sh(repo, "dvc", "repro")
     params = (repo / "params.yaml").read_text()
@@ -190,17 +117,5 @@ def test_bad_train_param_then_the_fix_restores_without_retraining(repo: Path) ->
     (repo / "params.yaml").write_text(params)
     out = sh(repo, "dvc", "repro")
     # ...and the fixed params bring it back from the run-cache: no stage runs, every byte as before.
-    assert ran(out) == [] and "skipping run" in out, out
-    assert outputs(repo) == first
-
-
-def test_experiment_back_to_earlier_params_is_restored_not_recomputed(repo: Path) -> None:
-    sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the run-cache experiment")
-    amount = yaml.safe_load((repo / "params.yaml").read_text())["prune"]["amount"]
-    first = outputs(repo)
-    assert "Running stage 'prune'" in sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.35")
-    out = sh(repo, "dvc", "exp", "run", "-S", f"prune.amount={amount}")
     assert ran(out) == [] and "skipping run" in out, out
     assert outputs(repo) == first

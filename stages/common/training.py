@@ -39,7 +39,10 @@ def prepare(model: nn.Module) -> nn.Module:
 
 
 def as_input(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=MEMORY_FORMAT)
+    """The batch in MEMORY_FORMAT, with strides that say so. A 1-channel NCHW tensor already counts as
+    channels-last to .contiguous(), which then keeps its NCHW strides; a conv then takes its layout from the
+    weight, and a pruned layer's masked weight (orig * mask) has lost it: the whole net fell back to NCHW."""
+    return torch.empty_like(x, memory_format=MEMORY_FORMAT).copy_(x)
 
 
 def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total: int) -> torch.optim.lr_scheduler.LRScheduler:

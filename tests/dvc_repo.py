@@ -1,0 +1,49 @@
+"""A tiny DVC project in a fresh git repo, for the end-to-end tests (each test module builds its own)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import tiny_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout + res.stderr
+
+
+def make_repo(repo: Path) -> Path:
+    """This project's code and dvc.yaml with tiny params, committed; nothing run yet."""
+    shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_dict(prune={"amount": 0.5})))
+    sh(repo, "git", "init", "-q", "-b", "main")
+    # CI has no git identity; `dvc exp run` commits, so the test repo needs one.
+    sh(repo, "git", "config", "user.name", "pipeline test")
+    sh(repo, "git", "config", "user.email", "test@example.invalid")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "dvc", "config", "core.analytics", "false")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "tiny pipeline")
+    return repo
+
+
+def outputs(repo: Path) -> dict[str, bytes]:
+    """Every file the pipeline writes (models and metrics), by path."""
+    return {str(p.relative_to(repo)): p.read_bytes() for d in ("models", "metrics") for p in (repo / d).rglob("*")
+            if p.is_file()}
+
+
+def ran(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("Running stage")]

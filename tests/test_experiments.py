@@ -1,0 +1,75 @@
+"""DVC experiments on a tiny pipeline: the run-cache restores what was computed before, and queued
+experiments run side by side. A repo of its own, so that pytest-xdist runs this module beside test_pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import sweep
+from tests.dvc_repo import make_repo, outputs, ran, sh
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("repo"))
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "results")
+    return repo
+
+
+def test_run_cache_restores_a_param_set_tried_before(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    params = (repo / "params.yaml").read_text()
+    first = outputs(repo)
+    amount = yaml.safe_load(params)["prune"]["amount"]
+    changed = yaml.safe_load(params)
+    changed["prune"]["amount"] = 0.4 if amount != 0.4 else 0.45
+    (repo / "params.yaml").write_text(yaml.safe_dump(changed))
+    assert "Running stage 'prune'" in sh(repo, "dvc", "repro")
+    assert outputs(repo)["metrics/pruned.json"] != first["metrics/pruned.json"]
+    (repo / "params.yaml").write_text(params)
+    out = sh(repo, "dvc", "repro")
+    # Back to the first params: prune, compress and evaluate come from the run-cache, nothing recomputes.
+    assert ran(out) == [] and "skipping run" in out, out
+    assert outputs(repo) == first
+
+
+def test_experiment_back_to_earlier_params_is_restored_not_recomputed(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the run-cache experiment")
+    amount = yaml.safe_load((repo / "params.yaml").read_text())["prune"]["amount"]
+    first = outputs(repo)
+    assert "Running stage 'prune'" in sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.35")
+    out = sh(repo, "dvc", "exp", "run", "-S", f"prune.amount={amount}")
+    assert ran(out) == [] and "skipping run" in out, out
+    assert outputs(repo) == first
+
+
+def test_four_queued_experiments_run_two_at_a_time(repo: Path) -> None:
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the queue")
+    amounts = (0.3, 0.6, 0.85, 0.95)
+    for a in amounts:
+        sh(repo, "dvc", "exp", "run", "--queue", "-n", f"q-{a}", "-S", f"prune.amount={a}")
+    sh(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
+        assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
+        time.sleep(3)
+    status = sh(repo, "dvc", "queue", "status")
+    assert "Failed" not in status, status
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
+    found = {name: data["metrics"]["metrics/pruned.json"]["data"]["sparsity"]
+             for name, data in sweep.experiments(shown) if name.startswith("q-")}
+    assert set(found) == {f"q-{a}" for a in amounts}
+    for a in amounts:
+        assert found[f"q-{a}"] == pytest.approx(a, abs=1e-4)
