@@ -49,12 +49,22 @@ def check_cores(jobs: int, threads: int, cores: int) -> None:
                          f"of this machine; use --jobs {max(1, cores // threads)}")
 
 
+def start_queue(jobs: int, cwd: str | None = None) -> None:
+    """`dvc queue start`, with its output not captured: the workers it leaves running inherit the command's
+    stdout and stderr, so reading them to the end (subprocess's capture_output) waits until the last worker
+    exits, which an idle worker may never do."""
+    res = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=cwd, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if res.returncode != 0:
+        raise RuntimeError(f"dvc queue start -j {jobs} failed (exit {res.returncode}); see `dvc queue logs`")
+
+
 def run_queue(amounts: Sequence[float], jobs: int = 1) -> None:
     # Removing old runs of the same names first keeps `dvc exp show` to one row per amount.
     _dvc("exp", "remove", *[exp_name(a) for a in amounts], check=False)
     for cmd in queue_commands(amounts):
         subprocess.run(cmd, check=True)
-    _dvc("queue", "start", "-j", str(jobs))
+    start_queue(jobs)
     while True:
         time.sleep(10)
         status = _dvc("queue", "status")

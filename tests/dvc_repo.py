@@ -39,6 +39,15 @@ def make_repo(repo: Path) -> Path:
     return repo
 
 
+def reproduced_repo(repo: Path) -> Path:
+    """make_repo, then `dvc repro`, with the results committed: the baseline experiments start from."""
+    make_repo(repo)
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "results")
+    return repo
+
+
 def outputs(repo: Path) -> dict[str, bytes]:
     """Every file the pipeline writes (models and metrics), by path."""
     return {str(p.relative_to(repo)): p.read_bytes() for d in ("models", "metrics") for p in (repo / d).rglob("*")

@@ -17,6 +17,7 @@ from torchvision.datasets import MNIST
 
 from stages import download
 from stages.common.config import DataConfig
+from stages.common.data import load_split
 from tests.conftest import synthetic_digits
 
 
@@ -105,4 +106,7 @@ def test_idx_writer_matches_torchvision_reader(tmp_path: Path) -> None:
         (raw / name).write_bytes(b"")
     ds = MNIST(str(tmp_path), train=False, download=False)
     assert torch.equal(ds.data, torch.from_numpy(x)) and ds.targets.tolist() == y.tolist()
+    # The pipeline's own reader (it does not import torchvision) reads what torchvision reads.
+    split = load_split(tmp_path, train=False, verify=False)
+    assert torch.equal(split.images, ds.data.unsqueeze(1).float() / 255.0) and torch.equal(split.labels, ds.targets)
     assert io.BytesIO(download.idx_images(x / 256)).read(4) == b"\x00\x00\x08\x03"

@@ -12,16 +12,12 @@ import pytest
 import yaml
 
 from stages import sweep
-from tests.dvc_repo import make_repo, outputs, ran, sh
+from tests.dvc_repo import outputs, ran, reproduced_repo, sh
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("repo"))
-    sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "-m", "results")
-    return repo
+    return reproduced_repo(tmp_path_factory.mktemp("repo"))
 
 
 def test_run_cache_restores_a_param_set_tried_before(repo: Path) -> None:
@@ -60,12 +56,15 @@ def test_four_queued_experiments_run_two_at_a_time(repo: Path) -> None:
     amounts = (0.3, 0.6, 0.85, 0.95)
     for a in amounts:
         sh(repo, "dvc", "exp", "run", "--queue", "-n", f"q-{a}", "-S", f"prune.amount={a}")
-    sh(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 600
-    while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
-        assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
-        time.sleep(3)
-    status = sh(repo, "dvc", "queue", "status")
+    sweep.start_queue(2, cwd=str(repo))  # not sh(): a captured pipe would wait for the idle workers to exit
+    try:
+        deadline = time.monotonic() + 600
+        while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
+            assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
+            time.sleep(3)
+        status = sh(repo, "dvc", "queue", "status")
+    finally:
+        sh(repo, "dvc", "queue", "stop")  # no idle worker outlives the test
     assert "Failed" not in status, status
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
     found = {name: data["metrics"]["metrics/pruned.json"]["data"]["sparsity"]

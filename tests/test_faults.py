@@ -98,3 +98,21 @@ def test_truncated_or_corrupted_data_is_refused_by_name(synthetic_root: Path, tm
     labels.write_bytes(bytes(flipped))
     with pytest.raises(data.DataError, match="train-labels-idx1-ubyte is truncated or corrupted"):
         data.load_split(tmp_path, train=True)
+
+
+def test_unverified_idx_files_are_still_checked_for_shape(synthetic_root: Path, tmp_path: Path) -> None:
+    """verify: false (synthetic digits) skips the MD5s; a short or foreign file still fails by name."""
+    raw = tmp_path / "MNIST" / "raw"
+    shutil.copytree(synthetic_root / "MNIST" / "raw", raw)
+    assert len(data.load_split(tmp_path, train=False, verify=False)) == 500
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-10])
+    with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte holds .* its header says"):
+        data.load_split(tmp_path, train=False, verify=False)
+    images.write_bytes(b"PK\x03\x04 not an idx file")
+    with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte is not a uint8 IDX file"):
+        data.load_split(tmp_path, train=False, verify=False)
+    labels = raw / "train-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:8 + 1999].replace(b"\x00\x00\x07\xd0", b"\x00\x00\x07\xcf", 1))
+    with pytest.raises(data.DataError, match="do not match"):
+        data.load_split(tmp_path, train=True, verify=False)

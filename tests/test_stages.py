@@ -138,3 +138,29 @@ def test_shrink_computes_exactly_what_the_masked_model_does(tiny_params: Params,
     with torch.no_grad():
         assert torch.allclose(model(x), small(x), atol=1e-5)
     assert small.model_args["conv_channels"] == [2, 3]  # round(0.6 * 4) = 2 and round(0.6 * 8) = 5 removed
+
+
+def test_nan_fill_of_new_tensors_changes_no_trained_byte(tiny_params: Params, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """seed_everything turns deterministic mode's NaN fill off for speed: the weights must not notice."""
+    import stages.common.runtime as runtime
+
+    for fill in (True, False):
+        def seeded(seed: int, threads: int, fill: bool = fill) -> torch.Generator:
+            gen = seed_everything(seed, threads)
+            torch.utils.deterministic.fill_uninitialized_memory = fill
+            return gen
+
+        monkeypatch.setattr(train, "seed_everything", seeded)
+        model, _ = train.run(tiny_params)
+        save_checkpoint(tmp_path / f"fill_{fill}.pth", model)
+    assert (tmp_path / "fill_True.pth").read_bytes() == (tmp_path / "fill_False.pth").read_bytes()
+    assert runtime.seed_everything(0, 1) is not None and not torch.utils.deterministic.fill_uninitialized_memory
+
+
+def test_training_runs_channels_last_and_saves_contiguous(tiny_params: Params, tmp_path: Path) -> None:
+    model, _ = train.run(tiny_params)
+    conv = model.features[4]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    save_checkpoint(tmp_path / "m.pth", model)
+    assert load_checkpoint(tmp_path / "m.pth")[0].features[4].weight.is_contiguous()

@@ -1,0 +1,34 @@
+"""The profile command: ops land in the right part of the step, and an epoch's parts add up."""
+
+from __future__ import annotations
+
+import pytest
+
+from stages import profile
+from stages.common.config import Params
+from stages.common.data import load_split
+from stages.common.model import build_model, model_args_from
+
+
+@pytest.mark.parametrize(("op", "group"), [
+    ("aten::mm", "linear"), ("aten::addmm", "linear"), ("aten::convolution_backward", "conv"),
+    ("aten::mkldnn_convolution", "conv"), ("aten::threshold_backward", "relu"), ("aten::clamp_min_", "relu"),
+    ("aten::native_batch_norm_backward", "batch norm"), ("aten::_fused_adamw_", "optimizer"),
+    ("aten::grid_sampler_2d", "augmentation"), ("aten::fill_", "memory fill and copies"),
+    ("aten::bernoulli_", "dropout"), ("aten::max_pool2d_with_indices", "max pool"),
+    ("aten::some_new_op", "other (elementwise, indexing, Python)"),
+])
+def test_ops_are_grouped_by_part_of_the_step(op: str, group: str) -> None:
+    assert profile._group(op) == group
+
+
+def test_profile_scales_parts_to_an_epoch(tiny_params: Params) -> None:
+    train = load_split(tiny_params.data.root, train=True, limit=640, verify=False)
+    test = load_split(tiny_params.data.root, train=False, limit=100, verify=False)
+    student = build_model(**model_args_from(tiny_params.distill.student))
+    teacher = build_model(**model_args_from(tiny_params.model))
+    parts = profile.profile_training(student, train, test, tiny_params, 64, steps=4, teacher=teacher)
+    assert parts["conv"] > 0 and parts["optimizer"] > 0 and parts["teacher forward (distilled student only)"] > 0
+    wall = parts["= training step, wall (under the profiler)"]
+    profiled = sum(v for k, v in parts.items() if not k.startswith(("=", "teacher", "test")))
+    assert 0 < profiled <= wall * 1.5  # self times of the ops account for (most of) the wall time, not more
