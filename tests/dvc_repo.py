@@ -15,9 +15,14 @@ from tests.conftest import tiny_dict
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sh(cwd: Path, *cmd: str) -> str:
+def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
+    """cmd in cwd, with this interpreter's venv first on PATH (dvc runs the stages with `python`)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    res = run(cwd, *cmd)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res.stdout + res.stderr
 
@@ -56,3 +61,9 @@ def outputs(repo: Path) -> dict[str, bytes]:
 
 def ran(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("Running stage")]
+
+
+def assert_restored(repo: Path, out: str, before: dict[str, bytes]) -> None:
+    """DVC ran no stage (all came from the run-cache) and every output is byte for byte as `before`."""
+    assert ran(out) == [] and "skipping run" in out, out
+    assert outputs(repo) == before

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from stages import sweep
-from tests.dvc_repo import outputs, ran, reproduced_repo, sh
+from tests.dvc_repo import assert_restored, outputs, reproduced_repo, sh
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,7 @@ def test_run_cache_restores_a_param_set_tried_before(repo: Path) -> None:
     (repo / "params.yaml").write_text(params)
     out = sh(repo, "dvc", "repro")
     # Back to the first params: prune, compress and evaluate come from the run-cache, nothing recomputes.
-    assert ran(out) == [] and "skipping run" in out, out
-    assert outputs(repo) == first
+    assert_restored(repo, out, first)
 
 
 def test_experiment_back_to_earlier_params_is_restored_not_recomputed(repo: Path) -> None:
@@ -44,9 +43,7 @@ def test_experiment_back_to_earlier_params_is_restored_not_recomputed(repo: Path
     amount = yaml.safe_load((repo / "params.yaml").read_text())["prune"]["amount"]
     first = outputs(repo)
     assert "Running stage 'prune'" in sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.35")
-    out = sh(repo, "dvc", "exp", "run", "-S", f"prune.amount={amount}")
-    assert ran(out) == [] and "skipping run" in out, out
-    assert outputs(repo) == first
+    assert_restored(repo, sh(repo, "dvc", "exp", "run", "-S", f"prune.amount={amount}"), first)
 
 
 def test_four_queued_experiments_run_two_at_a_time(repo: Path) -> None:
