@@ -143,7 +143,7 @@ def global_sparsity(rows: list[dict[str, Any]]) -> float:
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
     """Prune to params.prune.amount; returns the pruned model, its sparsity report and fine-tune history."""
     cfg = params.prune
-    gen = seed_everything(params.seed, params.threads)
+    gen = seed_everything(cfg.seed, params.threads)
     model, _ = load_checkpoint(dense_path)
     pruner = PRUNERS[cfg.method]
     test = load_split(params.data.root, train=False, limit=params.data.test_limit,

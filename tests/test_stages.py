@@ -67,6 +67,20 @@ def test_gradual_prune_with_finetune_reaches_target_and_keeps_accuracy(tiny_para
     assert len(history) == 1
 
 
+def test_prune_seed_changes_only_the_finetune(tiny_params: Params, trained: Path) -> None:
+    """prune.seed reorders fine-tuning's batches: another seed, other weights; the same seed, the same bytes."""
+    def pruned(seed: int) -> dict[str, torch.Tensor]:
+        params = replace(tiny_params, prune=replace(tiny_params.prune, seed=seed))
+        return prune.run(params, trained)[0].state_dict()
+
+    a, b, again = pruned(0), pruned(1), pruned(0)
+    assert all(torch.equal(a[k], again[k]) for k in a)
+    assert not torch.equal(a["classifier.1.weight"], b["classifier.1.weight"])
+    assert int(torch.count_nonzero(a["classifier.1.weight"])) > 0
+    before = load_checkpoint(trained)[0].state_dict()
+    assert not torch.equal(before["classifier.1.weight"], a["classifier.1.weight"])
+
+
 def test_masks_hold_through_finetuning(tiny_params: Params, trained: Path) -> None:
     gen = seed_everything(0, 2)
     model, _ = load_checkpoint(trained)

@@ -101,6 +101,9 @@ class PruneConfig:
     # 99.05, 99.23 and 99.32%: the sparser net needs the larger steps to recover.
     lr: float = 1e-3
     batch_size: int = 128
+    # Seeds fine-tuning's data order and augmentation only: seeds of the prune stage are a
+    # `dvc exp run --queue -S prune.seed=...` sweep that reuses the one trained dense model.
+    seed: int = 0
 
     # global_l1: zero the smallest weights anywhere (unstructured). channel_l1: remove the `amount` fraction of
     # conv filters and FC neurons with the smallest L1 norm in every hidden layer, then rebuild the layers
@@ -115,6 +118,7 @@ class PruneConfig:
         _require(0 < self.ramp <= 1, f"{p}.ramp", "a number in (0, 1]", self.ramp)
         _require(self.lr > 0, f"{p}.lr", "a number > 0", self.lr)
         _require(self.batch_size > 0, f"{p}.batch_size", "an integer > 0", self.batch_size)
+        _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
 
 
 @dataclass(frozen=True)
