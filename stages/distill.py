@@ -14,27 +14,28 @@ from torch import nn
 
 from stages.common import paths
 from stages.common.config import Params, load_params
-from stages.common.data import load_split
+from stages.common.data import Split, load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv
 from stages.common.model import build_model, count_params, model_args_from
 from stages.common.runtime import cli, seed_everything
-from stages.common.training import FitSpec, LossFn, distillation_loss, fit, prepare
+from stages.common.training import FitSpec, LossFn, cached_distillation, distillation_loss, fit, prepare
 
 History = list[dict[str, Any]]
 
 
-def teacher_loss(teacher: nn.Module, params: Params) -> LossFn:
-    cfg = params.distill
+def teacher_loss(teacher: nn.Module, params: Params, train: Split) -> LossFn:
+    cfg, smoothing = params.distill, params.train.label_smoothing
+    if cfg.soft_targets == "cached":
+        return cached_distillation(teacher, train, cfg.temperature, cfg.alpha, smoothing)
     prepare(teacher).eval()
 
-    def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def live(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         # The teacher sees the student's own augmented batch: soft targets for exactly these images.
         with torch.no_grad():
             target = teacher(images)
-        return distillation_loss(logits, target, labels, cfg.temperature, cfg.alpha,
-                                 params.train.label_smoothing)
+        return distillation_loss(logits, target, labels, cfg.temperature, cfg.alpha, smoothing)
 
-    return loss
+    return live
 
 
 def train_student(params: Params, teacher: nn.Module | None) -> tuple[nn.Module, History]:
@@ -46,7 +47,7 @@ def train_student(params: Params, teacher: nn.Module | None) -> tuple[nn.Module,
     student = build_model(**model_args_from(cfg.student))
     spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
                    label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate)
-    loss_fn = None if teacher is None else teacher_loss(teacher, params)
+    loss_fn = None if teacher is None else teacher_loss(teacher, params, train)
     history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
                   desc="distill" if teacher is not None else "scratch")
     return student, history

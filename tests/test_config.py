@@ -36,6 +36,7 @@ def test_tiny_params_build() -> None:
     ("prune", "finetune_epochs", -1, "prune.finetune_epochs"),
     ("prune", "ramp", 0.0, "prune.ramp"),
     ("prune", "seed", -1, "prune.seed"),
+    ("distill", "soft_targets", "teacher", "distill.soft_targets"),
     ("data", "source", "ftp", "data.source"),
     ("data", "train_limit", -5, "data.train_limit"),
     ("train", "epochs", 0, "train.epochs"),

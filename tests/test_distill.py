@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from stages import distill, train
 from stages.common import paths
 from stages.common.config import Params, replace
+from stages.common.data import load_split
 from stages.common.io import save_checkpoint
-from stages.common.model import count_params
-from stages.common.training import distillation_loss
+from stages.common.model import build_model, count_params
+from stages.common.training import as_input, distillation_loss
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -57,3 +58,20 @@ def test_stage_trains_student_and_control_from_the_same_start(tiny_params: Param
     again, _ = distill.train_student(params, None)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), scratch.state_dict().values(),
                                                   strict=True))
+
+
+def test_cached_soft_targets_are_the_teachers_outputs_on_the_plain_images(tiny_params: Params) -> None:
+    """On un-augmented images the cached and the live teacher give the same loss; cached ignores the images."""
+    torch.manual_seed(0)
+    teacher = build_model([4, 8], [32])
+    train_split = load_split(tiny_params.data.root, train=True, limit=300, verify=False)
+    losses = {mode: distill.teacher_loss(teacher, replace(tiny_params, distill=replace(
+        tiny_params.distill, soft_targets=mode, alpha=1.0)), train_split) for mode in ("cached", "live")}
+    idx = torch.arange(100, 164)
+    plain, labels = as_input(train_split.images[idx]), train_split.labels[idx]
+    logits = torch.randn(64, 10)
+    cached, live = (losses[m](logits, plain, labels, idx) for m in ("cached", "live"))
+    assert cached.item() == pytest.approx(live.item(), rel=1e-4) and cached.item() > 0
+    warped = plain.flip(-1)
+    assert torch.equal(losses["cached"](logits, warped, labels, idx), cached)
+    assert losses["live"](logits, warped, labels, idx).item() != pytest.approx(live.item(), rel=1e-4)

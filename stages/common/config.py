@@ -150,8 +150,16 @@ class DistillConfig:
     # alpha = 0.7 gave 99.47%.
     temperature: float = 1.0
     alpha: float = 0.5
+    # live: the teacher runs on every augmented batch the student sees (one teacher forward per step).
+    # cached: one teacher pass over the plain training images before training; each augmented image gets its
+    # original's soft targets (a +-2 px, +-10 degree warp barely moves the teacher's output).
+    soft_targets: str = "cached"
+
+    SOFT_TARGETS = ("cached", "live")
 
     def validate(self, p: str) -> None:
+        _require(self.soft_targets in self.SOFT_TARGETS, f"{p}.soft_targets", f"one of {list(self.SOFT_TARGETS)}",
+                 self.soft_targets)
         _require(self.epochs > 0, f"{p}.epochs", "an integer > 0", self.epochs)
         _require(self.batch_size > 0, f"{p}.batch_size", "an integer > 0", self.batch_size)
         _require(self.lr > 0, f"{p}.lr", "a number > 0", self.lr)

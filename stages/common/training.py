@@ -73,7 +73,8 @@ def score(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, f
     return score_logits(predict(model, split, batch_size), split.labels)
 
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (logits, augmented images, labels, the batch's indices into the training split) -> loss
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
@@ -82,8 +83,8 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
     """Train with AdamW; returns one row per epoch (train and test loss and accuracy, seconds).
 
     on_step(step, total_steps) runs before every optimizer step (gradual pruning uses it).
-    loss_fn(logits, images, labels) replaces the label-smoothed cross-entropy (distillation uses it:
-    the teacher has to see the same augmented images as the student).
+    loss_fn(logits, images, labels, idx) replaces the label-smoothed cross-entropy (distillation uses it: a
+    teacher either sees the student's augmented images or looks up its targets for those training indices).
     """
     prepare(model)
     n_batches = -(-len(train) // spec.batch_size)
@@ -109,7 +110,7 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
             if loss_fn is None:
                 loss = F.cross_entropy(logits, y, label_smoothing=spec.label_smoothing)
             else:
-                loss = loss_fn(logits, x, y)
+                loss = loss_fn(logits, x, y, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -140,3 +141,19 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
                     reduction="batchmean", log_target=True) * (t * t)
     return alpha * soft + (1 - alpha) * hard
+
+
+def cached_distillation(teacher: nn.Module, train: Split, temperature: float, alpha: float,
+                        label_smoothing: float) -> LossFn:
+    """distillation_loss against the teacher's logits for the plain (un-augmented) training images.
+
+    One teacher pass over the split before training instead of one forward per step (the teacher's forward
+    costs about as much as a small student's whole step); each augmented image gets its original's soft
+    targets, which a +-2 px, +-10 degree warp barely moves. clone(): a plain tensor, not an inference one.
+    """
+    cached = predict(prepare(teacher), train).clone()
+
+    def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return distillation_loss(logits, cached[idx], labels, temperature, alpha, label_smoothing)
+
+    return loss
