@@ -33,15 +33,33 @@ def _pruned_count(model: nn.Module) -> int:
     return sum(int((m.weight_mask == 0).sum()) for m, _ in _targets(model) if hasattr(m, "weight_mask"))
 
 
-def global_l1(model: nn.Module, amount: float) -> None:
-    """Mask the smallest-magnitude conv and linear weights, ranked across all layers at once."""
+def _global(model: nn.Module, amount: float, scores: Callable[[nn.Module], torch.Tensor]) -> None:
+    """Mask the conv and linear weights with the lowest scores, ranked across all layers at once."""
     targets = _targets(model)
     total = sum(m.weight.numel() for m, _ in targets)
     # global_unstructured ranks only the still-unmasked weights, so ask for the difference. It flattens the
-    # scores with .view(): hand it contiguous copies (a masked layer's `weight` keeps the layout it had).
+    # scores with .view(): hand it contiguous tensors (a masked layer's `weight` keeps the layout it had).
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
-                              importance_scores={(m, "weight"): m.weight.contiguous() for m, _ in targets},
+                              importance_scores={(m, "weight"): scores(m) for m, _ in targets},
                               amount=round(amount * total) - _pruned_count(model))
+
+
+def global_l1(model: nn.Module, amount: float) -> None:
+    """Mask the smallest-magnitude conv and linear weights, ranked across all layers at once."""
+    _global(model, amount, lambda m: m.weight.contiguous())
+
+
+def random_unstructured(model: nn.Module, amount: float) -> None:
+    """Baseline: mask weights chosen at random (torch's global RNG, seeded by prune.seed)."""
+    _global(model, amount, lambda m: torch.rand(m.weight.shape))
+
+
+def layer_l1(model: nn.Module, amount: float) -> None:
+    """Baseline: the same fraction of every layer, smallest magnitudes first within each layer."""
+    for m, name in _targets(model):
+        done = int((m.weight_mask == 0).sum()) if hasattr(m, "weight_mask") else 0
+        prune.l1_unstructured(m, name, amount=round(amount * m.weight.numel()) - done,
+                              importance_scores=m.weight.contiguous())
 
 
 def _layers(model: BigCNN) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d], list[nn.Linear]]:
@@ -76,7 +94,8 @@ def channel_l1(model: nn.Module, amount: float) -> None:
             prune.custom_from_mask(module, name, keep.reshape(shape).expand_as(getattr(module, name)))
 
 
-PRUNERS: dict[str, Callable[[nn.Module, float], None]] = {"global_l1": global_l1, "channel_l1": channel_l1}
+PRUNERS: dict[str, Callable[[nn.Module, float], None]] = {
+    "global_l1": global_l1, "channel_l1": channel_l1, "layer_l1": layer_l1, "random": random_unstructured}
 
 
 def make_permanent(model: nn.Module) -> None:

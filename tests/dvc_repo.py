@@ -32,7 +32,9 @@ def make_repo(repo: Path) -> Path:
     shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_dict(prune={"amount": 0.5})))
+    # The file format the default params write (range-coded k-means), end to end.
+    compress = yaml.safe_load((ROOT / "params.yaml").read_text())["compress"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_dict(prune={"amount": 0.5}, compress=compress)))
     sh(repo, "git", "init", "-q", "-b", "main")
     # CI has no git identity; `dvc exp run` commits, so the test repo needs one.
     sh(repo, "git", "config", "user.name", "pipeline test")

@@ -71,3 +71,44 @@ def test_load_refuses_a_foreign_or_damaged_file(tiny_params: Params, pruned: Pat
             compression.load_model(tmp_path / name)
     with pytest.raises(CheckpointError, match="no such compressed model"):
         compression.load_model(tmp_path / "missing.bin")
+
+
+def _range(params: Params, quantizer: str, bits: int) -> Params:
+    return replace(params, compress=replace(params.compress, coder="range", quantizer=quantizer, bits=bits))
+
+
+def test_range_coded_uniform_decodes_to_what_the_lzma_file_does(tiny_params: Params, pruned: Path,
+                                                                tmp_path: Path) -> None:
+    """Same quantizer, another coder: every tensor identical; the parts add up to the file."""
+    lzma_data, _ = compress.run(tiny_params)
+    data, report = compress.run(_range(tiny_params, "uniform", 8))
+    assert data.startswith(compression.RANGE_MAGIC)
+    (tmp_path / "m.bin").write_bytes(data)
+    a, b = compression.decode(lzma_data).state_dict(), compression.load_model(tmp_path / "m.bin").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    parts = sum(report[f"{k}_bits_per_nonzero"] for k in ("positions", "values", "other"))
+    assert parts == pytest.approx(report["bits_per_nonzero"])
+    assert report["bits_per_nonzero"] == pytest.approx(8 * len(data) / report["nonzero_weights"])
+
+
+def test_kmeans_codebook_keeps_the_mask_and_shares_values(tiny_params: Params, pruned: Path) -> None:
+    data, report = compress.run(_range(tiny_params, "kmeans", 3))
+    original, rebuilt = load_checkpoint(pruned)[0].state_dict(), compression.decode_range(data).state_dict()
+    for name, a in original.items():
+        b = rebuilt[name]
+        if name.endswith("weight") and a.dim() > 1:
+            assert torch.equal(a == 0, b == 0), name
+            assert len(torch.unique(b[b != 0])) <= 8, name
+            assert float((a - b).abs().max()) < float(a.abs().max()) / 2, name
+        else:
+            assert torch.equal(a, b), name
+    # At most 3 bits an index (range-coded with the histogram), plus 8 centroids and 8 counts a layer.
+    nonzero, layers = report["nonzero_weights"], 5
+    assert report["values_bits_per_nonzero"] * nonzero <= 3.02 * nonzero + layers * 16 * 32
+
+
+def test_damaged_range_file_is_refused(tiny_params: Params, pruned: Path, tmp_path: Path) -> None:
+    data, _ = compress.run(_range(tiny_params, "kmeans", 4))
+    (tmp_path / "cut.bin").write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.bin"):
+        compression.load_model(tmp_path / "cut.bin")

@@ -1,13 +1,14 @@
-"""A compact file for a pruned model: only the nonzero weights, quantized, then lzma.
+"""Compact files for a pruned model: only the nonzero weights, quantized, then entropy-coded.
 
-Deep Compression (Han et al. 2016) in its simplest form, minus the Huffman stage that lzma stands in for:
-- each conv / linear weight keeps its nonzero entries only: their positions as gaps between neighbours
-  (varints: at 95% sparsity most gaps fit one byte) and their values as signed integers of `bits` bits
-  with one float32 scale per output channel;
-- every other tensor (biases, batch-norm statistics) is stored as it is;
-- positions, values, scales and the rest go into separate streams, so lzma models each one's own statistics.
+Deep Compression (Han et al. 2016) in two forms, both told apart by their first bytes:
+- lzma (BIGNN-SPARSE-1): positions as gaps between neighbours (LEB128 varints: at 95% sparsity most gaps fit
+  one byte), values as signed integers of `bits` bits with one float32 scale per output channel; positions,
+  values, scales and the rest in separate streams, so lzma models each one's own statistics;
+- range (BIGNN-SPARSE-2): positions coded line by line with each line's own density, values as indices
+  into a per-layer codebook (k-means or the uniform grid), both range-coded (see entropy.py).
+In both, every other tensor (biases, batch-norm statistics) is stored exactly, as float32.
 
-The file holds no pickle: a JSON header says how to rebuild each tensor, so loading never runs code.
+Neither file holds a pickle: a JSON header says how to rebuild each tensor, so loading never runs code.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .entropy import (
+    Decoder,
+    Encoder,
+    best_axis,
+    decode_positions,
+    decode_symbols,
+    encode_positions,
+    encode_symbols,
+    kmeans_1d,
+)
 from .io import CheckpointError, load_checkpoint
 from .model import BigCNN, build_model, prunable
 
@@ -74,7 +85,8 @@ def decode_gaps(data: memoryview, count: int, offset: int) -> tuple[np.ndarray, 
     return positions, i
 
 
-def encode(model: BigCNN, bits: int) -> bytes:
+def _lzma_streams(model: BigCNN, bits: int) -> tuple[bytes, dict[str, bytearray]]:
+    """The lzma format's header and its four uncompressed streams."""
     sparse = {f"{name}.weight" for name, _ in prunable(model)}
     streams = {s: bytearray() for s in STREAMS}
     entries: list[dict[str, Any]] = []
@@ -89,16 +101,37 @@ def encode(model: BigCNN, bits: int) -> bytes:
             streams["scales"] += scale.astype("<f4").tobytes()
             entry.update(kind="sparse", nnz=int(len(nz)))
         else:
-            if entry["dtype"] not in _DTYPES:
-                raise ValueError(f"cannot store {name}: dtype {tensor.dtype} is not one of {list(_DTYPES)}")
-            streams["dense"] += np.ascontiguousarray(tensor.detach().numpy(), dtype=_le(entry["dtype"])).tobytes()
+            streams["dense"] += _dense_bytes(name, tensor)
             entry["kind"] = "dense"
         entries.append(entry)
-    header = json.dumps({"model_args": model.model_args, "bits": bits, "tensors": entries}).encode()
+    return json.dumps({"model_args": model.model_args, "bits": bits, "tensors": entries}).encode(), streams
+
+
+def _dense_bytes(name: str, tensor: torch.Tensor) -> bytes:
+    if str(tensor.dtype) not in _DTYPES:
+        raise ValueError(f"cannot store {name}: dtype {tensor.dtype} is not one of {list(_DTYPES)}")
+    return np.ascontiguousarray(tensor.detach().numpy(), dtype=_le(str(tensor.dtype))).tobytes()
+
+
+def _xz(data: bytes) -> bytes:
+    return lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+
+
+def encode(model: BigCNN, bits: int) -> bytes:
+    header, streams = _lzma_streams(model, bits)
     body = struct.pack("<I", len(header)) + header
     for s in STREAMS:
         body += struct.pack("<Q", len(streams[s])) + bytes(streams[s])
-    return MAGIC + lzma.compress(body, preset=9 | lzma.PRESET_EXTREME)
+    return MAGIC + _xz(body)
+
+
+def lzma_parts(model: BigCNN, bits: int) -> dict[str, int]:
+    """Bytes of positions / values / the rest in the lzma format, each stream compressed alone (the file
+    compresses them together, so the parts add up to about, not exactly, its size)."""
+    header, streams = _lzma_streams(model, bits)
+    return {"positions": len(_xz(streams["positions"])),
+            "values": len(_xz(streams["values"] + streams["scales"])),
+            "other": len(MAGIC) + len(_xz(header + streams["dense"]))}
 
 
 def _split_streams(body: bytes) -> tuple[dict[str, Any], dict[str, memoryview]]:
@@ -142,12 +175,118 @@ def decode(data: bytes) -> BigCNN:
     return model
 
 
+RANGE_MAGIC = b"BIGNN-SPARSE-2\n"
+# lzma'd: header (JSON), counts (nonzeros per line), tables (codebooks or scales, index histograms),
+# dense (every other tensor); range-coded: positions (gaps), values (codebook indices).
+RANGE_STREAMS = ("header", "counts", "tables", "dense", "positions", "values")
+QUANTIZERS = ("uniform", "kmeans")
+
+
+def _codebook(tensor: torch.Tensor, bits: int, quantizer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(2-D mask of the weights kept, each kept weight's index in the layer's order, table, alphabet).
+
+    uniform: symmetric per-row grid (table = one scale per row; index = q + qmax); weights that round to 0
+    are dropped. kmeans: 2^bits shared values per layer (table = the centroids).
+    """
+    if quantizer == "uniform":
+        q, scale = quantize_rows(tensor, bits)
+        qmax = 2 ** (bits - 1) - 1
+        return q != 0, q.astype(np.int64) + qmax, scale, 2 * qmax + 1
+    w = tensor.detach().reshape(tensor.shape[0], -1).numpy()
+    mask = w != 0
+    centroids, idx = kmeans_1d(w[mask], 2 ** bits)
+    index = np.zeros(w.shape, dtype=np.int64)
+    index[mask] = idx
+    return mask, index, centroids, 2 ** bits
+
+
+def encode_range(model: BigCNN, bits: int, quantizer: str) -> tuple[bytes, dict[str, int]]:
+    """The range-coded file and its size in bytes by part: positions, values, other."""
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer must be one of {list(QUANTIZERS)}, got {quantizer!r}")
+    sparse = {f"{name}.weight" for name, _ in prunable(model)}
+    enc_pos, enc_val = Encoder(), Encoder()
+    raw = {s: bytearray() for s in ("counts", "tables", "dense")}
+    entries: list[dict[str, Any]] = []
+    for name, tensor in model.state_dict().items():
+        entry: dict[str, Any] = {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.dtype)}
+        if name in sparse:
+            mask, index, table, alphabet = _codebook(tensor, bits, quantizer)
+            axis = best_axis(mask)
+            raw["counts"] += encode_positions(mask, axis, enc_pos).astype("<u4").tobytes()
+            symbols = index[mask] if axis == 0 else index.T[mask.T]  # in the order the lines are coded
+            hist = encode_symbols(symbols, alphabet, enc_val)
+            raw["tables"] += table.astype("<f4").tobytes() + hist.astype("<u4").tobytes()
+            entry.update(kind="sparse", axis=axis, alphabet=alphabet, table=len(table))
+        else:
+            raw["dense"] += _dense_bytes(name, tensor)
+            entry["kind"] = "dense"
+        entries.append(entry)
+    header = json.dumps({"model_args": model.model_args, "bits": bits, "quantizer": quantizer,
+                         "tensors": entries}).encode()
+    streams = {"header": _xz(header), **{k: _xz(bytes(v)) for k, v in raw.items()},
+               "positions": enc_pos.get_compressed().astype("<u4").tobytes(),
+               "values": enc_val.get_compressed().astype("<u4").tobytes()}
+    data = RANGE_MAGIC + b"".join(struct.pack("<Q", len(streams[s])) + streams[s] for s in RANGE_STREAMS)
+    parts = {"positions": len(streams["positions"]) + len(streams["counts"]),
+             "values": len(streams["values"]) + len(streams["tables"])}
+    return data, {**parts, "other": len(data) - sum(parts.values())}
+
+
+def _read_range_streams(data: bytes) -> dict[str, bytes]:
+    view, i, streams = memoryview(data), len(RANGE_MAGIC), {}
+    for s in RANGE_STREAMS:
+        (size,) = struct.unpack_from("<Q", view, i)
+        if i + 8 + size > len(data):
+            raise ValueError(f"the file ends inside its {s} stream")
+        streams[s] = bytes(view[i + 8:i + 8 + size])
+        i += 8 + size
+    return streams
+
+
+def decode_range(data: bytes) -> BigCNN:
+    streams = _read_range_streams(data)
+    header = json.loads(lzma.decompress(streams["header"]))
+    counts = np.frombuffer(lzma.decompress(streams["counts"]), "<u4").astype(np.int64)
+    tables, dense = lzma.decompress(streams["tables"]), lzma.decompress(streams["dense"])
+    dec_pos = Decoder(np.frombuffer(streams["positions"], "<u4").astype(np.uint32))
+    dec_val = Decoder(np.frombuffer(streams["values"], "<u4").astype(np.uint32))
+    uniform = header["quantizer"] == "uniform"
+    qmax = 2 ** (header["bits"] - 1) - 1
+    model = build_model(**header["model_args"])
+    state: dict[str, torch.Tensor] = {}
+    count_at = table_at = dense_at = 0
+    for e in header["tensors"]:
+        shape, numel = e["shape"], int(np.prod(e["shape"], dtype=np.int64))
+        if e["kind"] == "dense":
+            dtype = _le(e["dtype"])
+            arr = np.frombuffer(dense, dtype, numel, dense_at)
+            dense_at += numel * dtype.itemsize
+            state[e["name"]] = torch.from_numpy(arr.astype(dtype.newbyteorder("=")).reshape(shape))
+            continue
+        rows, axis = shape[0], e["axis"]
+        lines = rows if axis == 0 else numel // rows
+        mask = decode_positions((rows, numel // rows), axis, counts[count_at:count_at + lines], dec_pos)
+        count_at += lines
+        table = np.frombuffer(tables, "<f4", e["table"], table_at).astype(np.float32)
+        hist = np.frombuffer(tables, "<u4", e["alphabet"], table_at + 4 * e["table"]).astype(np.uint32)
+        table_at += 4 * (e["table"] + e["alphabet"])
+        symbols = decode_symbols(hist, dec_val)
+        where = np.nonzero(mask) if axis == 0 else np.nonzero(mask.T)[::-1]  # (rows, cols) in coded order
+        w = np.zeros((rows, numel // rows), dtype=np.float32)
+        w[where] = (symbols - qmax) * table[where[0]] if uniform else table[symbols]
+        state[e["name"]] = torch.from_numpy(w.reshape(shape))
+    model.load_state_dict(state)
+    return model
+
+
 def load_compressed(path: str | Path) -> BigCNN:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such compressed model (run `dvc repro compress` first)")
     try:
-        return decode(path.read_bytes())
+        data = path.read_bytes()
+        return decode_range(data) if data.startswith(RANGE_MAGIC) else decode(data)
     except (ValueError, KeyError, IndexError, struct.error, lzma.LZMAError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a readable compressed model: {str(exc).splitlines()[0]}") from None
 

@@ -107,8 +107,9 @@ class PruneConfig:
 
     # global_l1: zero the smallest weights anywhere (unstructured). channel_l1: remove the `amount` fraction of
     # conv filters and FC neurons with the smallest L1 norm in every hidden layer, then rebuild the layers
-    # physically smaller (structured).
-    METHODS = ("global_l1", "channel_l1")
+    # physically smaller (structured). Baselines at the same sparsity: layer_l1, the same fraction of every
+    # layer by magnitude; random, weights chosen at random.
+    METHODS = ("global_l1", "channel_l1", "layer_l1", "random")
 
     def validate(self, p: str) -> None:
         _require(self.method in self.METHODS, f"{p}.method", f"one of {list(self.METHODS)}", self.method)
@@ -169,11 +170,23 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class CompressConfig:
-    # Bits per stored nonzero weight (per-output-channel symmetric scales); 8 = int8.
+    # Codebook size per layer: 2^bits values. 8 with the uniform quantizer = int8.
     bits: int = 8
+    # uniform: symmetric per-output-channel grid. kmeans: 2^bits shared values per layer (weight sharing).
+    quantizer: str = "uniform"
+    # lzma: varint gaps and raw values, lzma'd. range: per-line gap models and index histograms, range-coded.
+    coder: str = "lzma"
+
+    QUANTIZERS = ("uniform", "kmeans")
+    CODERS = ("lzma", "range")
 
     def validate(self, p: str) -> None:
         _require(2 <= self.bits <= 8, f"{p}.bits", "an integer in [2, 8]", self.bits)
+        _require(self.quantizer in self.QUANTIZERS, f"{p}.quantizer", f"one of {list(self.QUANTIZERS)}",
+                 self.quantizer)
+        _require(self.coder in self.CODERS, f"{p}.coder", f"one of {list(self.CODERS)}", self.coder)
+        _require(self.coder == "range" or self.quantizer == "uniform", f"{p}.quantizer",
+                 "uniform when coder is lzma (kmeans needs coder: range)", self.quantizer)
 
 
 @dataclass(frozen=True)

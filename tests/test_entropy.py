@@ -1,0 +1,69 @@
+"""Range coding of sparse layers: exact round trips, costs near the entropy bound, k-means codebooks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stages.common import entropy
+
+
+def _mask(rows: int, cols: int, density: float, seed: int) -> np.ndarray:
+    mask = np.random.default_rng(seed).random((rows, cols)) < density
+    mask[0] = False  # an empty line
+    mask[1] = True   # a full line
+    return mask
+
+
+@pytest.mark.parametrize("density", [0.005, 0.05, 0.3, 0.9])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_positions_round_trip(density: float, axis: int) -> None:
+    mask = _mask(40, 300, density, seed=int(density * 1000))
+    enc = entropy.Encoder()
+    counts = entropy.encode_positions(mask, axis, enc)
+    assert counts.sum() == mask.sum() and len(counts) == mask.shape[axis]
+    dec = entropy.Decoder(enc.get_compressed())
+    assert np.array_equal(entropy.decode_positions(mask.shape, axis, counts, dec), mask)
+
+
+def test_positions_cost_about_the_entropy_of_each_line() -> None:
+    """Given each line's count, no code can beat log2 C(length, count) bits a line on random positions."""
+    rows = [np.random.default_rng(r).random(2000) < d for r, d in enumerate(np.geomspace(0.003, 0.3, 60))]
+    mask = np.stack(rows)
+    enc = entropy.Encoder()
+    entropy.encode_positions(mask, 0, enc)
+    bound = sum(math.log2(math.comb(2000, int(r.sum()))) for r in mask)
+    assert bound < enc.num_bits() < 1.03 * bound + 64
+
+
+def test_best_axis_follows_the_structure() -> None:
+    mask = np.zeros((200, 300), dtype=bool)
+    rng = np.random.default_rng(0)
+    mask[:, :30] = rng.random((200, 30)) < 0.5  # a few live inputs (columns), all others dead
+    assert entropy.best_axis(mask) == 1
+    assert entropy.best_axis(mask.T) == 0
+
+
+def test_symbols_round_trip_with_their_histogram() -> None:
+    symbols = np.random.default_rng(1).choice(16, size=5000, p=np.arange(1, 17) / 136)
+    enc = entropy.Encoder()
+    hist = entropy.encode_symbols(symbols, 16, enc)
+    assert hist.sum() == 5000
+    assert np.array_equal(entropy.decode_symbols(hist, entropy.Decoder(enc.get_compressed())), symbols)
+    p = hist[hist > 0] / 5000
+    assert enc.num_bits() < 1.01 * 5000 * float(-(p * np.log2(p)).sum()) + 64
+
+
+def test_kmeans_assigns_every_value_its_nearest_centroid() -> None:
+    values = np.random.default_rng(2).laplace(size=4000).astype(np.float32)
+    values = values[np.abs(values) > 0.3]  # a pruned layer's values: nothing near zero
+    errors = []
+    for k in (4, 16):
+        centroids, idx = entropy.kmeans_1d(values, k)
+        assert len(centroids) == k and np.all(np.diff(centroids) >= 0)
+        nearest = np.abs(values[:, None] - centroids[None]).min(1)
+        assert np.allclose(np.abs(values - centroids[idx]), nearest)
+        errors.append(float(((values - centroids[idx]) ** 2).mean()))
+    assert errors[1] < errors[0] / 4
