@@ -46,7 +46,7 @@ def best_axis(mask: np.ndarray) -> int:
     return 0 if rows <= cols else 1
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
 def _geometric(count: int, length: int) -> constriction.stream.model.Categorical:
     """Gap model of a line with `count` nonzeros in `length` slots (a gap is at most length - 1)."""
     p = count / length
