@@ -9,7 +9,7 @@ UV := uv==0.13.9
 
 install: $(VENV)/.installed
 
-# uv installs the ~6 GB of wheels (torch's CUDA libraries among them) in parallel: 42 s instead of pip's 80 s
+# uv installs the ~6 GB of wheels (torch's CUDA libraries among them) in parallel: 38-43 s instead of pip's 90 s
 # on a 2-core AMD EPYC. --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set, a venv without .pyc files
 # recompiles torch in every process (import 4 s -> 9 s).
 $(VENV)/.installed: requirements.txt
