@@ -1,9 +1,11 @@
 """Sweep prune.amount as queued DVC experiments and collect the results (not a pipeline stage).
 
     python -m stages.sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
+    python -m stages.sweep --amounts 0.99 --seeds 0 1 2 --set prune.finetune_epochs=4
+                                           # three prune seeds per amount: mean and std in the table
     python -m stages.sweep --collect-only  # only rebuild the table from `dvc exp show`
 
-Each experiment reuses the trained dense model from the DVC cache and reruns prune + evaluate.
+Each experiment reuses the trained dense model from the DVC cache and reruns prune, compress and evaluate.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -25,13 +28,22 @@ AMOUNTS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 SWEEP_CSV = paths.METRICS_DIR / "sweep.csv"
 
 
-def exp_name(amount: float) -> str:
-    return f"sweep-{amount:g}"
+def exp_name(amount: float, seed: int | None = None) -> str:
+    return f"sweep-{amount:g}" if seed is None else f"sweep-{amount:g}-s{seed}"
 
 
-def queue_commands(amounts: Sequence[float]) -> list[list[str]]:
-    """One `dvc exp run --queue` per amount, named so that a rerun replaces (not duplicates) it."""
-    return [["dvc", "exp", "run", "--queue", "-n", exp_name(a), "-S", f"prune.amount={a}"] for a in amounts]
+def queue_commands(amounts: Sequence[float], seeds: Sequence[int] | None = None,
+                   sets: Sequence[str] = ()) -> list[list[str]]:
+    """One `dvc exp run --queue` per amount (and prune seed), named so that a rerun replaces (not duplicates)
+    it; `sets` are more `-S key=value` overrides, the same for every experiment."""
+    extra = [arg for kv in sets for arg in ("-S", kv)]
+    cmds = []
+    for a in amounts:
+        for seed in seeds if seeds is not None else [None]:
+            by_seed = [] if seed is None else ["-S", f"prune.seed={seed}"]
+            cmds.append(["dvc", "exp", "run", "--queue", "-n", exp_name(a, seed), "-S", f"prune.amount={a}",
+                         *by_seed, *extra])
+    return cmds
 
 
 def _dvc(*args: str, check: bool = True) -> str:
@@ -59,10 +71,10 @@ def start_queue(jobs: int, cwd: str | None = None) -> None:
         raise RuntimeError(f"dvc queue start -j {jobs} failed (exit {res.returncode}); see `dvc queue logs`")
 
 
-def run_queue(amounts: Sequence[float], jobs: int = 1) -> None:
-    # Removing old runs of the same names first keeps `dvc exp show` to one row per amount.
-    _dvc("exp", "remove", *[exp_name(a) for a in amounts], check=False)
-    for cmd in queue_commands(amounts):
+def run_queue(cmds: list[list[str]], jobs: int = 1) -> None:
+    # Removing old runs of the same names first keeps `dvc exp show` to one row per experiment.
+    _dvc("exp", "remove", *[cmd[5] for cmd in cmds], check=False)
+    for cmd in cmds:
         subprocess.run(cmd, check=True)
     start_queue(jobs)
     while True:
@@ -84,18 +96,25 @@ def experiments(data: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any
 
 
 def _rows_from_exp_show(data: list[dict[str, Any]], dense_accuracy: float) -> list[dict[str, Any]]:
-    rows = {}
+    """One row per amount; with several prune seeds, accuracy is their mean and accuracy_std their spread."""
+    runs: dict[float, list[dict[str, Any]]] = {}
     for name, d in experiments(data):
         if not name.startswith("sweep-"):
             continue
         pruned = d["metrics"]["metrics/pruned.json"]["data"]
         seconds = d["metrics"].get("metrics/prune.json", {}).get("data", {}).get("seconds", float("nan"))
         amount = d["params"]["params.yaml"]["data"]["prune"]["amount"]
-        rows[amount] = {"amount": amount, "sparsity": round(pruned["sparsity"], 5),
-                        "accuracy": round(pruned["accuracy"], 2),
-                        "drop_vs_dense": round(dense_accuracy - pruned["accuracy"], 2),
-                        "params_nonzero": pruned["params_nonzero"], "prune_seconds": round(seconds, 1)}
-    return [rows[a] for a in sorted(rows)]
+        runs.setdefault(amount, []).append({**pruned, "seconds": seconds})
+    rows = []
+    for amount in sorted(runs):
+        acc = [r["accuracy"] for r in runs[amount]]
+        mean, std = statistics.mean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0
+        rows.append({"amount": amount, "sparsity": round(runs[amount][0]["sparsity"], 5),
+                     "accuracy": round(mean, 2), "accuracy_std": round(std, 3), "seeds": len(acc),
+                     "drop_vs_dense": round(dense_accuracy - mean, 2),
+                     "params_nonzero": runs[amount][0]["params_nonzero"],
+                     "prune_seconds": round(statistics.mean(r["seconds"] for r in runs[amount]), 1)})
+    return rows
 
 
 def collect() -> list[dict[str, Any]]:
@@ -117,12 +136,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--amounts", type=float, nargs="+", default=list(AMOUNTS))
+    ap.add_argument("--seeds", type=int, nargs="+", help="prune seeds per amount (prune.seed; no retraining)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="one more param override for every experiment, e.g. prune.finetune_epochs=4")
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
     ap.add_argument("--collect-only", action="store_true")
     args = ap.parse_args(argv)
     if not args.collect_only:
         check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
-        run_queue(args.amounts, args.jobs)
+        run_queue(queue_commands(args.amounts, args.seeds, args.set), args.jobs)
     print(markdown(collect()))
 
 

@@ -17,6 +17,24 @@ def test_queue_commands_name_each_amount_and_set_only_prune_amount() -> None:
         "sweep-0.5", "sweep-0.8", "sweep-0.9", "sweep-0.95", "sweep-0.98", "sweep-0.99"]
 
 
+def test_seeds_and_sets_queue_one_experiment_per_amount_and_seed() -> None:
+    cmds = sweep.queue_commands([0.99], seeds=[0, 2], sets=["prune.finetune_epochs=4"])
+    assert cmds == [
+        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.99-s0", "-S", "prune.amount=0.99", "-S", "prune.seed=0",
+         "-S", "prune.finetune_epochs=4"],
+        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.99-s2", "-S", "prune.amount=0.99", "-S", "prune.seed=2",
+         "-S", "prune.finetune_epochs=4"],
+    ]
+
+
+def test_rows_average_the_seeds_of_one_amount() -> None:
+    shown = [{"rev": "abc", "experiments": [{"revs": [_rev(f"sweep-0.99-s{i}", 0.99, acc, 42910)]}
+                                            for i, acc in enumerate([99.29, 99.24, 99.31])]}]
+    (row,) = sweep._rows_from_exp_show(shown, dense_accuracy=99.58)
+    assert row["seeds"] == 3 and row["accuracy"] == 99.28 and row["drop_vs_dense"] == 0.3
+    assert row["accuracy_std"] == pytest.approx(0.036, abs=0.001)
+
+
 def _rev(name: str, amount: float, accuracy: float, nonzero: int) -> dict:
     return {"name": name, "data": {
         "params": {"params.yaml": {"data": {"prune": {"amount": amount}}}},
@@ -32,8 +50,8 @@ def test_rows_keep_sweep_experiments_sorted_with_drop_vs_dense() -> None:
                                             {"revs": [_rev("sweep-0.5", 0.5, 99.55, 2146650)]}]}]
     rows = sweep._rows_from_exp_show(shown, dense_accuracy=99.55)
     assert [r["amount"] for r in rows] == [0.5, 0.98]  # other experiments are left out
-    assert rows[1] == {"amount": 0.98, "sparsity": 0.98, "accuracy": 99.32, "drop_vs_dense": 0.23,
-                       "params_nonzero": 88026, "prune_seconds": 80.0}
+    assert rows[1] == {"amount": 0.98, "sparsity": 0.98, "accuracy": 99.32, "accuracy_std": 0.0, "seeds": 1,
+                       "drop_vs_dense": 0.23, "params_nonzero": 88026, "prune_seconds": 80.0}
     assert sweep.markdown(rows).splitlines()[0].startswith("| amount | sparsity | accuracy")
 
 
