@@ -73,7 +73,7 @@ def start_queue(jobs: int, cwd: str | None = None) -> None:
 
 def run_queue(cmds: list[list[str]], jobs: int = 1) -> None:
     # Removing old runs of the same names first keeps `dvc exp show` to one row per experiment.
-    _dvc("exp", "remove", *[cmd[5] for cmd in cmds], check=False)
+    _dvc("exp", "remove", *[cmd[cmd.index("-n") + 1] for cmd in cmds], check=False)
     for cmd in cmds:
         subprocess.run(cmd, check=True)
     start_queue(jobs)
