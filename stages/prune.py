@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from stages.common import paths
+from stages.common import paths, sparse
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
@@ -179,10 +179,14 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
             for k, target in enumerate(schedule):
                 if step == k * ramp_steps // len(schedule):
                     # torch's global pruning flattens weights and masks with .view(), which channels-last conv
-                    # tensors refuse: prune in the default layout, then train on in the fast one.
+                    # tensors refuse: prune in the default layout, then train on in the fast one. Between prune
+                    # steps the masks hold still, so the sparse enough linear layers train on their kept
+                    # weights only.
+                    sparse.unwrap(model)
                     model.to(memory_format=torch.contiguous_format)
                     pruner(model, target)
                     prepare(model)
+                    sparse.wrap(model)
 
         t = params.train
         spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -191,6 +195,7 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
         train = load_split(params.data.root, train=True, limit=params.data.train_limit,
                            verify=params.data.verify)
         history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune")
+        sparse.unwrap(model)
     make_permanent(model)
     dense_sizes = {name: m.weight.numel() for name, m in prunable(model)}
     if cfg.method == "channel_l1":
