@@ -5,6 +5,10 @@ exactly as the stages do, under torch.profiler, groups the ops (conv, linear, ba
 augmentation, ...), and scales them to one epoch of params.yaml's training set. The per-epoch test pass is timed
 on its own. Prints a table per model; needs the MNIST files (`dvc repro download`). The teacher is a freshly
 built dense model: its weights do not change its speed.
+
+`--sparse-linear` times each FC layer of params.yaml's model instead, masked to several densities: the dense
+masked product (what torch's pruning hook computes) against sparse.SparseLinear (kept weights only), the
+measurement behind sparse.MAX_DENSITY.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import prune
 from torch.profiler import ProfilerActivity, profile
 
-from stages.common import training
+from stages.common import sparse, training
 from stages.common.config import Params, load_params
 from stages.common.data import Split, augment, load_split
 from stages.common.model import build_model, model_args_from
@@ -31,7 +36,7 @@ GROUPS = (
     ("augmentation", ("affine_grid", "grid_sampler", "aten::cos", "aten::sin", "aten::bmm")),
     ("optimizer", ("adam", "zero_grad", "lr_scheduler")),
     ("conv", ("conv",)),
-    ("linear", ("addmm", "aten::mm", "aten::linear")),
+    ("linear", ("addmm", "aten::mm", "aten::linear", "sparse")),
     ("batch norm", ("batch_norm",)),
     ("max pool", ("max_pool",)),
     ("relu", ("relu", "threshold", "clamp_min")),
@@ -48,6 +53,8 @@ def _group(name: str) -> str:
             return group
     return "other (elementwise, indexing, Python)"
 
+
+SPARSE_DENSITIES = (0.01, 0.05, 0.1, 0.15, 0.2, 0.3)
 
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
@@ -101,6 +108,38 @@ def profile_training(model: nn.Module, train: Split, test: Split, params: Params
     return out
 
 
+def sparse_linear_timings(in_features: int, out_features: int, batch_size: int, densities: Sequence[float],
+                          reps: int = 20) -> list[dict[str, float]]:
+    """Milliseconds of one forward + backward of a magnitude-masked linear layer, dense (torch's pruning
+    hook and F.linear) and wrapped in sparse.SparseLinear, at each fraction of weights kept."""
+    rows = []
+    for density in densities:
+        torch.manual_seed(0)
+        layer = nn.Linear(in_features, out_features)
+        prune.l1_unstructured(layer, "weight", amount=1 - density)
+        x = torch.randn(batch_size, in_features, requires_grad=True)
+        model = nn.Sequential(layer)
+        dense_ms = _time_backward(model, x, reps)
+        sparse.wrap(model, max_density=1.0)
+        rows.append({"density": density, "dense_ms": dense_ms, "sparse_ms": _time_backward(model, x, reps)})
+        sparse.unwrap(model)
+    return rows
+
+
+def _time_backward(model: nn.Module, x: torch.Tensor, reps: int) -> float:
+    def once() -> None:
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+        model(x).sum().backward()
+
+    for _ in range(3):
+        once()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        once()
+    return (time.perf_counter() - t0) / reps * 1000
+
+
 def run(params: Params, steps: int, fill_uninitialized: bool = False) -> dict[str, dict[str, float]]:
     seed_everything(params.seed, params.threads)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
@@ -122,9 +161,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="layout of conv activations and weights (the stages use channels_last)")
     ap.add_argument("--fill-uninitialized-memory", action="store_true",
                     help="let deterministic mode fill new tensors with NaN (the stages turn it off)")
+    ap.add_argument("--sparse-linear", action="store_true",
+                    help="instead: time each FC layer masked-dense vs on its kept weights only, by density")
     args = ap.parse_args(argv)
+    params = load_params()
+    if args.sparse_linear:
+        seed_everything(params.seed, params.threads)
+        side = 28 >> len(params.model.conv_channels)
+        sizes = [params.model.conv_channels[-1] * side * side, *params.model.hidden]
+        for in_f, out_f in zip(sizes, sizes[1:], strict=False):
+            print(f"\nFC {in_f} -> {out_f}, batch {params.prune.batch_size}: ms per forward + backward")
+            for row in sparse_linear_timings(in_f, out_f, params.prune.batch_size, SPARSE_DENSITIES):
+                print(f"  {row['density']:5.0%} kept   dense (masked) {row['dense_ms']:6.1f}   "
+                      f"kept weights only {row['sparse_ms']:6.1f}")
+        return
     training.MEMORY_FORMAT = FORMATS[args.memory_format]
-    for name, parts in run(load_params(), args.steps, args.fill_uninitialized_memory).items():
+    for name, parts in run(params, args.steps, args.fill_uninitialized_memory).items():
         print(f"\n{name}: seconds per epoch")
         for part, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
             print(f"  {part:<48} {seconds:7.2f}")

@@ -28,9 +28,13 @@ def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(m, "weight") for _, m in prunable(model)]
 
 
+def _masked(m: nn.Module) -> int:
+    """Weights of one layer already masked out (a layer that has no mask yet has none)."""
+    return int((m.weight_mask == 0).sum()) if hasattr(m, "weight_mask") else 0
+
+
 def _pruned_count(model: nn.Module) -> int:
-    """Weights already masked out (a layer that has no mask yet has none)."""
-    return sum(int((m.weight_mask == 0).sum()) for m, _ in _targets(model) if hasattr(m, "weight_mask"))
+    return sum(_masked(m) for m, _ in _targets(model))
 
 
 def _global(model: nn.Module, amount: float, scores: Callable[[nn.Module], torch.Tensor]) -> None:
@@ -57,8 +61,7 @@ def random_unstructured(model: nn.Module, amount: float) -> None:
 def layer_l1(model: nn.Module, amount: float) -> None:
     """Baseline: the same fraction of every layer, smallest magnitudes first within each layer."""
     for m, name in _targets(model):
-        done = int((m.weight_mask == 0).sum()) if hasattr(m, "weight_mask") else 0
-        prune.l1_unstructured(m, name, amount=round(amount * m.weight.numel()) - done,
+        prune.l1_unstructured(m, name, amount=round(amount * m.weight.numel()) - _masked(m),
                               importance_scores=m.weight.contiguous())
 
 

@@ -32,3 +32,9 @@ def test_profile_scales_parts_to_an_epoch(tiny_params: Params) -> None:
     wall = parts["= training step, wall (under the profiler)"]
     profiled = sum(v for k, v in parts.items() if not k.startswith(("=", "teacher", "test")))
     assert 0 < profiled <= wall * 1.5  # self times of the ops account for (most of) the wall time, not more
+
+
+def test_sparse_linear_timings_cover_every_density() -> None:
+    rows = profile.sparse_linear_timings(64, 16, 8, densities=(0.05, 0.5), reps=2)
+    assert [r["density"] for r in rows] == [0.05, 0.5]
+    assert all(r["dense_ms"] > 0 and r["sparse_ms"] > 0 for r in rows)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stages import evaluate, prune, train
-from stages.common import paths
+from stages.common import paths, sparse
 from stages.common.config import Params, replace
 from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint
@@ -195,3 +195,26 @@ def test_training_runs_channels_last_and_saves_contiguous(tiny_params: Params, t
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     save_checkpoint(tmp_path / "m.pth", model)
     assert load_checkpoint(tmp_path / "m.pth")[0].features[4].weight.is_contiguous()
+
+
+def test_finetuning_the_sparse_layers_sparse_matches_the_dense_masked_run(tiny_params: Params, trained: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrapping every masked linear layer (CSR products) trains the same model as never wrapping, to rounding."""
+    params = replace(tiny_params, prune=replace(tiny_params.prune, amount=0.95))
+    wrapped: list[list[str]] = []
+    real_wrap = sparse.wrap
+    monkeypatch.setattr(sparse, "wrap", lambda model: wrapped.append(real_wrap(model)) or wrapped[-1])
+    runs = {}
+    for max_density in (0.0, 1.0):
+        monkeypatch.setattr(sparse, "MAX_DENSITY", max_density)
+        runs[max_density] = prune.run(params, trained)
+    assert not any(wrapped[:params.prune.steps]), "MAX_DENSITY 0 wraps nothing"
+    assert wrapped[-1] == ["classifier.1", "classifier.4", "classifier.7"]
+    (dense_model, dense_report, dense_hist), (sparse_model, sparse_report, sparse_hist) = runs[0.0], runs[1.0]
+    assert [type(m) for m in sparse_model.modules()] == [type(m) for m in dense_model.modules()]  # unwrapped
+    assert sparse_report["global_sparsity"] == dense_report["global_sparsity"]
+    a, b = dense_model.state_dict(), sparse_model.state_dict()
+    for k in a:
+        agree = float(((a[k] == 0) == (b[k] == 0)).float().mean())
+        assert agree > 0.98, f"{k}: masks agree on only {agree:.3f}"
+    assert abs(dense_hist[-1]["test_accuracy"] - sparse_hist[-1]["test_accuracy"]) <= 2.0

@@ -107,8 +107,10 @@ def _density(linear: nn.Linear) -> float:
     return float(linear.weight_mask.float().mean())
 
 
-def wrap(model: nn.Module, max_density: float = MAX_DENSITY) -> list[str]:
-    """Swap every masked nn.Linear kept at or below max_density for a SparseLinear; returns their names."""
+def wrap(model: nn.Module, max_density: float | None = None) -> list[str]:
+    """Swap every masked nn.Linear kept at or below max_density (default MAX_DENSITY) for a SparseLinear;
+    returns their names."""
+    max_density = MAX_DENSITY if max_density is None else max_density
     swapped = []
     for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
