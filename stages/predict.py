@@ -18,11 +18,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages.common import paths
 from stages.common.compression import load_model
+from stages.common.runtime import cli
 
 # Refused before decoding: a small file can declare a huge canvas (a "pixel bomb"). 40 megapixels is a
 # large photo; PIL's own guard is a warning up to ~89 MP.
 MAX_PIXELS = 40_000_000
-# Pixels darker than this fraction of the brightest stroke are background (paper grain, JPEG noise).
+# Pixels with less ink than this fraction of the strongest stroke's are paper (grain, shadows, JPEG noise).
 INK_THRESHOLD = 0.25
 
 
@@ -103,6 +104,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from stages.common.runtime import cli
-
     cli(main)
