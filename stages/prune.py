@@ -6,6 +6,8 @@ then makes the masks permanent with torch.nn.utils.prune.remove so the saved wei
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,25 +39,44 @@ def _pruned_count(model: nn.Module) -> int:
     return sum(_masked(m) for m, _ in _targets(model))
 
 
-def _global(model: nn.Module, amount: float, scores: Callable[[nn.Module], torch.Tensor]) -> None:
-    """Mask the conv and linear weights with the lowest scores, ranked across all layers at once."""
+def _with_floor(scores: torch.Tensor, min_density: float) -> torch.Tensor:
+    """The scores with the layer's top ceil(min_density * size) made unprunable (infinite)."""
+    keep = math.ceil(min_density * scores.numel())
+    if keep == 0:
+        return scores
+    flat = scores.abs().flatten()
+    flat[torch.topk(flat, keep, sorted=False).indices] = math.inf
+    return flat.view_as(scores)
+
+
+def _global(model: nn.Module, amount: float, scores: Callable[[nn.Module], torch.Tensor],
+            min_density_ends: float = 0.0) -> None:
+    """Mask the conv and linear weights with the lowest scores, ranked across all layers at once; the first
+    and the last layer keep at least min_density_ends of their weights."""
     targets = _targets(model)
     total = sum(m.weight.numel() for m, _ in targets)
+    floors = {id(targets[0][0]): min_density_ends, id(targets[-1][0]): min_density_ends}
+    protected = sum(math.ceil(f * m.weight.numel()) for m, _ in targets for f in [floors.get(id(m), 0.0)])
+    if protected > total - round(amount * total):
+        raise ValueError(f"prune.min_density_ends {min_density_ends} keeps {protected:,} weights in the first and "
+                         f"last layers, more than the {total - round(amount * total):,} that prune.amount "
+                         f"{amount} leaves in the whole model")
     # global_unstructured ranks only the still-unmasked weights, so ask for the difference. It flattens the
     # scores with .view(): hand it contiguous tensors (a masked layer's `weight` keeps the layout it had).
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
-                              importance_scores={(m, "weight"): scores(m) for m, _ in targets},
+                              importance_scores={(m, "weight"): _with_floor(scores(m), floors.get(id(m), 0.0))
+                                                 for m, _ in targets},
                               amount=round(amount * total) - _pruned_count(model))
 
 
-def global_l1(model: nn.Module, amount: float) -> None:
+def global_l1(model: nn.Module, amount: float, min_density_ends: float = 0.0) -> None:
     """Mask the smallest-magnitude conv and linear weights, ranked across all layers at once."""
-    _global(model, amount, lambda m: m.weight.contiguous())
+    _global(model, amount, lambda m: m.weight.contiguous(), min_density_ends)
 
 
-def random_unstructured(model: nn.Module, amount: float) -> None:
+def random_unstructured(model: nn.Module, amount: float, min_density_ends: float = 0.0) -> None:
     """Baseline: mask weights chosen at random (torch's global RNG, seeded by prune.seed)."""
-    _global(model, amount, lambda m: torch.rand(m.weight.shape))
+    _global(model, amount, lambda m: torch.rand(m.weight.shape), min_density_ends)
 
 
 def layer_l1(model: nn.Module, amount: float) -> None:
@@ -168,6 +189,8 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
     gen = seed_everything(cfg.seed, params.threads)
     model, _ = load_checkpoint(dense_path)
     pruner = PRUNERS[cfg.method]
+    if cfg.min_density_ends > 0:  # validated: only the global methods take a floor
+        pruner = functools.partial(pruner, min_density_ends=cfg.min_density_ends)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit,
                       verify=params.data.verify)
     if cfg.finetune_epochs == 0:

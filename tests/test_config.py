@@ -36,6 +36,7 @@ def test_tiny_params_build() -> None:
     ("prune", "finetune_epochs", -1, "prune.finetune_epochs"),
     ("prune", "ramp", 0.0, "prune.ramp"),
     ("prune", "seed", -1, "prune.seed"),
+    ("prune", "min_density_ends", 1.5, "prune.min_density_ends"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),
     ("compress", "coder", "zip", "compress.coder"),
     ("compress", "quantizer", "kmeans", "compress.quantizer"),
@@ -154,3 +155,8 @@ def test_stage_command_with_bad_params_exits_1_with_one_line(tmp_path: Path, sta
     assert res.returncode == 1
     assert res.stderr.strip() == f"error: {stage}.batch_size must be an integer > 0, got 0", res.stderr
     assert all(path.read_bytes() == b"previous output" for path in outputs)
+
+
+def test_a_layer_floor_is_refused_for_methods_that_do_not_rank_globally() -> None:
+    with pytest.raises(ConfigError, match="prune.min_density_ends must be 0 for prune.method channel_l1"):
+        params_from_dict(tiny_dict(prune={"method": "channel_l1", "min_density_ends": 0.2}))

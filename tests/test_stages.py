@@ -67,6 +67,23 @@ def test_baselines_choose_other_weights_than_global_magnitude(tiny_params: Param
     assert masks["global_l1"]["features.0"] < masks["layer_l1"]["features.0"]
 
 
+@pytest.mark.parametrize("method", ["global_l1", "random"])
+def test_first_and_last_layers_keep_their_floor(tiny_params: Params, trained: Path, method: str) -> None:
+    def sparsities(floor: float, amount: float = 0.95) -> dict[str, float]:
+        cfg = replace(tiny_params.prune, amount=amount, finetune_epochs=0, method=method, min_density_ends=floor)
+        report = prune.run(replace(tiny_params, prune=cfg), trained)[1]
+        assert report["global_sparsity"] == pytest.approx(amount, abs=1e-4)
+        return {r["layer"]: r["sparsity"] for r in report["layers"]}
+
+    plain, floored = sparsities(0.0), sparsities(0.9)
+    first, last = "features.0", "classifier.7"
+    assert floored[first] <= 0.1 and floored[last] <= 0.1
+    assert plain[last] > 0.1  # the floor changed something: without it the output layer is sparser
+    # 99% of the 36 + 320 weights of the two end layers is more than 1% of the tiny model's 27,780 weights.
+    with pytest.raises(ValueError, match="prune.min_density_ends 0.99 keeps"):
+        sparsities(0.99, amount=0.99)
+
+
 def test_cubic_schedule_rises_to_exactly_the_target() -> None:
     s = prune.cubic_schedule(0.98, 10)
     assert s[-1] == pytest.approx(0.98) and all(a < b for a, b in zip(s, s[1:], strict=False))

@@ -104,6 +104,10 @@ class PruneConfig:
     # Seeds fine-tuning's data order and augmentation only: seeds of the prune stage are a
     # `dvc exp run --queue -S prune.seed=...` sweep that reuses the one trained dense model.
     seed: int = 0
+    # global_l1 and random: the first layer (the 1-channel input conv) and the last (the 10-class output) each
+    # keep at least this fraction of their weights (their best-scored ones), as Han et al. keep them denser;
+    # the global ranking fills the rest. At 99% one global threshold leaves the output layer 24 of its 10,240.
+    min_density_ends: float = 0.0
 
     # global_l1: zero the smallest weights anywhere (unstructured). channel_l1: remove the `amount` fraction of
     # conv filters and FC neurons with the smallest L1 norm in every hidden layer, then rebuild the layers
@@ -120,6 +124,11 @@ class PruneConfig:
         _require(self.lr > 0, f"{p}.lr", "a number > 0", self.lr)
         _require(self.batch_size > 0, f"{p}.batch_size", "an integer > 0", self.batch_size)
         _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
+        _require(0 <= self.min_density_ends <= 1, f"{p}.min_density_ends", "a number in [0, 1]",
+                 self.min_density_ends)
+        _require(self.min_density_ends == 0 or self.method in ("global_l1", "random"), f"{p}.min_density_ends",
+                 f"0 for {p}.method {self.method} (the floor applies to global_l1 and random)",
+                 self.min_density_ends)
 
 
 @dataclass(frozen=True)
