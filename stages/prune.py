@@ -39,11 +39,15 @@ def _pruned_count(model: nn.Module) -> int:
     return sum(_masked(m) for m, _ in _targets(model))
 
 
-def _with_floor(scores: torch.Tensor, min_density: float) -> torch.Tensor:
-    """The scores with the layer's top ceil(min_density * size) made unprunable (infinite)."""
+def _with_floor(scores: torch.Tensor, min_density: float, m: nn.Module) -> torch.Tensor:
+    """The scores with the layer's top ceil(min_density * size) still-unmasked weights made unprunable
+    (infinite). Masked weights score 0 first, so a score that ignores the mask (random's) cannot spend the
+    floor on weights that are already gone."""
     keep = math.ceil(min_density * scores.numel())
     if keep == 0:
         return scores
+    if hasattr(m, "weight_mask"):
+        scores = scores * m.weight_mask
     flat = scores.abs().flatten()
     flat[torch.topk(flat, keep, sorted=False).indices] = math.inf
     return flat.view_as(scores)
@@ -64,7 +68,7 @@ def _global(model: nn.Module, amount: float, scores: Callable[[nn.Module], torch
     # global_unstructured ranks only the still-unmasked weights, so ask for the difference. It flattens the
     # scores with .view(): hand it contiguous tensors (a masked layer's `weight` keeps the layout it had).
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
-                              importance_scores={(m, "weight"): _with_floor(scores(m), floors.get(id(m), 0.0))
+                              importance_scores={(m, "weight"): _with_floor(scores(m), floors.get(id(m), 0.0), m)
                                                  for m, _ in targets},
                               amount=round(amount * total) - _pruned_count(model))
 

@@ -69,8 +69,9 @@ def test_baselines_choose_other_weights_than_global_magnitude(tiny_params: Param
 
 @pytest.mark.parametrize("method", ["global_l1", "random"])
 def test_first_and_last_layers_keep_their_floor(tiny_params: Params, trained: Path, method: str) -> None:
-    def sparsities(floor: float, amount: float = 0.95) -> dict[str, float]:
-        cfg = replace(tiny_params.prune, amount=amount, finetune_epochs=0, method=method, min_density_ends=floor)
+    def sparsities(floor: float, amount: float = 0.95, finetune: int = 0) -> dict[str, float]:
+        cfg = replace(tiny_params.prune, amount=amount, finetune_epochs=finetune, method=method,
+                      min_density_ends=floor)
         report = prune.run(replace(tiny_params, prune=cfg), trained)[1]
         assert report["global_sparsity"] == pytest.approx(amount, abs=1e-4)
         return {r["layer"]: r["sparsity"] for r in report["layers"]}
@@ -79,6 +80,8 @@ def test_first_and_last_layers_keep_their_floor(tiny_params: Params, trained: Pa
     first, last = "features.0", "classifier.7"
     assert floored[first] <= 0.1 and floored[last] <= 0.1
     assert plain[last] > 0.1  # the floor changed something: without it the output layer is sparser
+    gradual = sparsities(0.9, finetune=1)  # the floor holds through every step of gradual pruning too
+    assert gradual[first] <= 0.1 and gradual[last] <= 0.1
     # 99% of the 36 + 320 weights of the two end layers is more than 1% of the tiny model's 27,780 weights.
     with pytest.raises(ValueError, match="prune.min_density_ends 0.99 keeps"):
         sparsities(0.99, amount=0.99)
