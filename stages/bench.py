@@ -180,7 +180,7 @@ def _train_steps(model: nn.Module, batches: Callable[[], Any]) -> float:
 def measure_input_pipeline(params: Params) -> dict[str, float]:
     """The same model and training step fed two ways: in-memory tensors + batch warp, or a DataLoader."""
     cfg, t = params.bench, params.train
-    gen = seed_everything(params.seed, params.threads)
+    gen = seed_everything(params.seed, params.threads, params.kernels)
     train = load_split(params.data.root, train=True, limit=cfg.pipeline_images, verify=params.data.verify)
     model = build_model(**model_args_from(params.model))
     spec = FitSpec(epochs=1, batch_size=t.batch_size, lr=t.lr, max_shift=t.max_shift, max_rotate=t.max_rotate)
@@ -219,7 +219,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def run(params: Params) -> dict[str, Any]:
-    seed_everything(params.seed, params.threads)
+    seed_everything(params.seed, params.threads, params.kernels)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     models = build_models(params)
     # Quantized kernels raise under deterministic mode (their output buffers are resized without an

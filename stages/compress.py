@@ -17,13 +17,14 @@ from stages.common.config import Params, load_params
 from stages.common.entropy import random_positions_bits
 from stages.common.io import atomic_write_bytes, load_checkpoint, write_json
 from stages.common.model import prunable
-from stages.common.runtime import cli
+from stages.common.runtime import cli, pin_kernels
 
 
 def run(params: Params, pruned_path: Path = paths.PRUNED_MODEL,
         dense_path: Path = paths.DENSE_MODEL) -> tuple[bytes, dict[str, Any]]:
     """The artifact's bytes and a size report: against both fp32 checkpoints, and in bits per nonzero weight
     split into positions, values (with codebooks and scales) and everything else."""
+    pin_kernels(params.kernels)  # k-means sums floats: its codebook must not depend on the CPU either
     cfg = params.compress
     model, _ = load_checkpoint(pruned_path)
     if cfg.coder == "range":

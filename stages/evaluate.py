@@ -44,7 +44,7 @@ def measure(params: Params, checkpoint: Path, test: Split) -> tuple[dict[str, fl
 
 def run(params: Params, models: dict[str, Path] = MODELS) -> dict[str, Any]:
     """{"labels": [...], "machine": {...}, "models": {name: {"metrics": {...}, "preds": [...]}}}."""
-    seed_everything(params.seed, params.threads)
+    seed_everything(params.seed, params.threads, params.kernels)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     out: dict[str, Any] = {"labels": test.labels.tolist(), "models": {}}
     for name, path in models.items():
@@ -52,7 +52,8 @@ def run(params: Params, models: dict[str, Path] = MODELS) -> dict[str, Any]:
         out["models"][name] = {"metrics": metrics, "preds": preds}
         print(name, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
     # The whole process's high-water mark, importing torch included: what a user's process pays.
-    out["machine"] = {**machine_metrics(params.threads), "evaluate_peak_rss_mb": round(peak_rss_mb(), 1)}
+    out["machine"] = {**machine_metrics(params.threads, params.kernels),
+                      "evaluate_peak_rss_mb": round(peak_rss_mb(), 1)}
     return out
 
 

@@ -80,7 +80,7 @@ def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int,
 def profile_training(model: nn.Module, train: Split, test: Split, params: Params, batch_size: int, steps: int,
                      teacher: nn.Module | None = None, fill_uninitialized: bool = False) -> dict[str, float]:
     """Seconds per epoch of training set, by part of the step; the teacher's forward and the test pass apart."""
-    gen = seed_everything(params.seed, params.threads)
+    gen = seed_everything(params.seed, params.threads, params.kernels)
     torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized
     step = _step_fn(prepare(model).train(), train, params, batch_size, gen)
     for _ in range(3):  # warm-up: kernel choice, allocator
@@ -141,7 +141,7 @@ def _time_backward(model: nn.Module, x: torch.Tensor, reps: int) -> float:
 
 
 def run(params: Params, steps: int, fill_uninitialized: bool = False) -> dict[str, dict[str, float]]:
-    seed_everything(params.seed, params.threads)
+    seed_everything(params.seed, params.threads, params.kernels)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     teacher = build_model(**model_args_from(params.model))
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params()
     if args.sparse_linear:
-        seed_everything(params.seed, params.threads)
+        seed_everything(params.seed, params.threads, params.kernels)
         side = 28 >> len(params.model.conv_channels)
         sizes = [params.model.conv_channels[-1] * side * side, *params.model.hidden]
         for in_f, out_f in zip(sizes, sizes[1:], strict=False):

@@ -190,7 +190,7 @@ def global_sparsity(rows: list[dict[str, Any]]) -> float:
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
     """Prune to params.prune.amount; returns the pruned model, its sparsity report and fine-tune history."""
     cfg = params.prune
-    gen = seed_everything(cfg.seed, params.threads)
+    gen = seed_everything(cfg.seed, params.threads, params.kernels)
     model, _ = load_checkpoint(dense_path)
     pruner = PRUNERS[cfg.method]
     if cfg.min_density_ends > 0:  # validated: only the global methods take a floor

@@ -24,7 +24,7 @@ def fit_spec(params: Params) -> FitSpec:
 
 def run(params: Params) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train from scratch; returns the model and its per-epoch history."""
-    gen = seed_everything(params.seed, params.threads)
+    gen = seed_everything(params.seed, params.threads, params.kernels)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit,
                        verify=params.data.verify)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit,

@@ -35,6 +35,9 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     assert metrics(repo, "compressed")["checkpoint_bytes"] < pruned["checkpoint_bytes"] / 2
     assert pruned["sparsity"] == pytest.approx(0.5, abs=1e-4)
     assert dense["accuracy"] > 50.0  # a tiny net on 2000 real digits, one epoch
+    # The stage processes DVC started ran with the kernels pinned (ATen's choice shows; AVX512 would not).
+    machine = metrics(repo, "machine")
+    assert machine["kernels"] == "avx2" and machine["cpu_capability"] in ("AVX2", "DEFAULT")
     show = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
     assert {"metrics/dense.json", "metrics/pruned.json"} <= set(json.dumps(show).split('"'))
     assert "up to date" in sh(repo, "dvc", "status")

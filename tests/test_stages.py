@@ -119,7 +119,7 @@ def test_prune_seed_changes_only_the_finetune(tiny_params: Params, trained: Path
 
 
 def test_masks_hold_through_finetuning(tiny_params: Params, trained: Path) -> None:
-    gen = seed_everything(0, 2)
+    gen = seed_everything(0, 2, "avx2")
     model, _ = load_checkpoint(trained)
     total = sum(m.weight.numel() for m, _ in prune._targets(model))
     prune.global_l1(model, 3000 / total)
@@ -153,6 +153,7 @@ def test_evaluate_writes_the_same_keys_for_both_models(tiny_params: Params, trai
     machine = results["machine"]
     assert machine["threads"] == params.threads and machine["logical_cores"] >= machine["physical_cores"] >= 1
     assert machine["cpu"] and machine["cpu_capability"] and machine["memory_gb"] > 0
+    assert machine["kernels"] == params.kernels and not machine["cpu_capability"].startswith("AVX512")
     assert machine["evaluate_peak_rss_mb"] > 50  # torch alone is hundreds of MB
 
 
@@ -197,8 +198,8 @@ def test_nan_fill_of_new_tensors_changes_no_trained_byte(tiny_params: Params, tm
     import stages.common.runtime as runtime
 
     for fill in (True, False):
-        def seeded(seed: int, threads: int, fill: bool = fill) -> torch.Generator:
-            gen = seed_everything(seed, threads)
+        def seeded(seed: int, threads: int, kernels: str, fill: bool = fill) -> torch.Generator:
+            gen = seed_everything(seed, threads, kernels)
             torch.utils.deterministic.fill_uninitialized_memory = fill
             return gen
 
@@ -206,7 +207,7 @@ def test_nan_fill_of_new_tensors_changes_no_trained_byte(tiny_params: Params, tm
         model, _ = train.run(tiny_params)
         save_checkpoint(tmp_path / f"fill_{fill}.pth", model)
     assert (tmp_path / "fill_True.pth").read_bytes() == (tmp_path / "fill_False.pth").read_bytes()
-    assert runtime.seed_everything(0, 1) is not None and not torch.utils.deterministic.fill_uninitialized_memory
+    assert runtime.seed_everything(0, 1, "avx2") is not None and not torch.utils.deterministic.fill_uninitialized_memory
 
 
 def test_training_runs_channels_last_and_saves_contiguous(tiny_params: Params, tmp_path: Path) -> None:

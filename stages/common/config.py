@@ -226,6 +226,8 @@ class Params:
     seed: int = 0
     # Fixed thread count: results and timings must not depend on how many cores a machine has.
     threads: int = 2
+    # "avx2": the same SIMD code paths on every x86-64 CPU with AVX2, so the same bytes (runtime.KERNEL_ENV).
+    kernels: str = "avx2"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -238,6 +240,7 @@ class Params:
     def validate(self, p: str = "") -> None:
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         _require(1 <= self.threads <= 256, "threads", "an integer in [1, 256]", self.threads)
+        _require(self.kernels in ("avx2", "native"), "kernels", "avx2 or native", self.kernels)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -129,11 +129,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_metrics(threads: int) -> dict[str, float | str]:
+def machine_metrics(threads: int, kernels: str) -> dict[str, float | str]:
     """Where timings were taken: the same code runs 2x slower on an AVX2-only CPU than on an AVX-512 one."""
     return {"cpu": cpu_model(),
-            # The widest SIMD path torch's own kernels use here: AVX512, AVX2, DEFAULT (or NEON etc.).
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # The widest SIMD path torch's own kernels use here: AVX512, AVX2, DEFAULT (or NEON etc.), as capped
+            # by the kernels param.
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "kernels": kernels,
             "physical_cores": psutil.cpu_count(logical=False) or 0, "logical_cores": os.cpu_count() or 0,
             "threads": threads, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "torch": torch.__version__}

@@ -1,4 +1,4 @@
-"""The one place that fixes seeds and threads."""
+"""The one place that fixes seeds, threads and the CPU kernels."""
 
 from __future__ import annotations
 
@@ -10,13 +10,41 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+# Which SIMD code paths torch's three kernel libraries may take. The same float ops summed in a different order
+# give different bits, so a model trained on an AVX-512 CPU differs from one trained on an AVX2 CPU, and MKL
+# picks a different path on AMD than on Intel even at the same ISA. "avx2" caps ATen's own kernels and oneDNN's
+# (conv) JIT at AVX2 and asks MKL (linear layers) for its Conditional Numerical Reproducibility AVX2 branch,
+# which Intel documents as giving the same results on every CPU that has AVX2. "native" leaves all three free.
+KERNEL_ENV: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
+}
 
-def seed_everything(seed: int, threads: int) -> torch.Generator:
-    """Seed every RNG, fix the thread count and ask torch for deterministic kernels.
+
+def pin_kernels(mode: str) -> None:
+    """Set the kernel libraries' ISA switches; call before the process's first tensor op.
+
+    Each library reads its switch once, lazily, at its first kernel call (checked: setting them after
+    `import torch` but before any op takes effect), so a stage calls this first thing in run().
+    """
+    if mode not in KERNEL_ENV:
+        raise ValueError(f"kernels: expected one of {sorted(KERNEL_ENV)}, got {mode!r}")
+    os.environ.update(KERNEL_ENV[mode])
+    # ATen shows whether its choice was already made: on an AVX-512 CPU it would say AVX512 here. (MKL and
+    # oneDNN cannot be asked; they read their switch at the same moment, the first op.)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if mode == "avx2" and capability.startswith("AVX512"):
+        raise RuntimeError(f"kernels: avx2 was set after torch had chosen {capability} kernels; "
+                           "set ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 before starting")
+
+
+def seed_everything(seed: int, threads: int, kernels: str) -> torch.Generator:
+    """Pin the kernels, seed every RNG, fix the thread count and ask torch for deterministic kernels.
 
     Returns a generator for data order and augmentation, so those do not depend on how many
     random numbers the model's own layers (dropout) have drawn.
     """
+    pin_kernels(kernels)
     # Thread count changes the order of float reductions in some kernels, so it is fixed by params,
     # not taken from the machine.
     torch.set_num_threads(threads)
