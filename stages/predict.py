@@ -3,7 +3,8 @@
 Not a pipeline stage. Takes a PNG or JPEG (any size, dark on light or light on dark), makes it look like an
 MNIST digit the way MNIST's were made (LeCun et al.: the digit's bounding box scaled into 20x20 keeping its
 aspect ratio, then placed in 28x28 with its centre of mass at the centre), and prints the digit and the ten
-probabilities from any model file the pipeline writes (a .pth checkpoint or the compressed .bin).
+probabilities from any model file the pipeline writes (a .pth checkpoint, the compressed .bin or an ONNX
+file from the export stage, run in onnxruntime).
 """
 
 from __future__ import annotations
@@ -84,18 +85,25 @@ def to_mnist(gray: np.ndarray) -> torch.Tensor:
 
 
 def predict_file(image: Path, model_path: Path) -> torch.Tensor:
-    """The ten class probabilities for the digit in `image`."""
+    """The ten class probabilities for the digit in `image`, from a checkpoint, a compressed .bin or an .onnx."""
     x = to_mnist(read_grayscale(image))
-    model = load_model(model_path).eval()
-    with torch.inference_mode():
-        return torch.softmax(model(x), dim=1)[0]
+    if model_path.suffix == ".onnx":
+        from stages.common.onnx_model import run_logits, session  # onnxruntime only when asked for
+
+        if not model_path.is_file():
+            raise FileNotFoundError(f"{model_path}: no such model file")
+        logits = run_logits(session(model_path, threads=1), x)
+    else:
+        with torch.inference_mode():
+            logits = load_model(model_path).eval()(x)
+    return torch.softmax(logits, dim=1)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("image", type=Path, help="a PNG or JPEG of one handwritten digit")
     ap.add_argument("--model", type=Path, default=paths.PRUNED_MODEL,
-                    help=f"any model file the pipeline writes (default {paths.PRUNED_MODEL})")
+                    help=f"any model file the pipeline writes: .pth, .bin or .onnx (default {paths.PRUNED_MODEL})")
     args = ap.parse_args(argv)
     probs = predict_file(args.image, args.model)
     print(f"digit: {int(probs.argmax())}  ({float(probs.max()):.1%}, {args.model})")

@@ -38,6 +38,10 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     # The stage processes DVC started ran with the kernels pinned (ATen's choice shows; AVX512 would not).
     machine = metrics(repo, "machine")
     assert machine["kernels"] == "avx2" and machine["cpu_capability"] in ("AVX2", "DEFAULT")
+    onnx = metrics(repo, "export")
+    for name, onnx_path in (("dense", "big_model.onnx"), ("student", "student.onnx")):
+        assert onnx[name]["top1_agreement"] == 1.0
+        assert onnx[name]["onnx_bytes"] == (repo / "models" / onnx_path).stat().st_size
     show = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
     assert {"metrics/dense.json", "metrics/pruned.json"} <= set(json.dumps(show).split('"'))
     assert "up to date" in sh(repo, "dvc", "status")

@@ -9,11 +9,15 @@ PRUNED_MODEL = MODELS_DIR / "big_model_pruned.pth"
 COMPRESSED_MODEL = MODELS_DIR / "big_model_compressed.bin"
 STUDENT_MODEL = MODELS_DIR / "student.pth"
 SCRATCH_MODEL = MODELS_DIR / "student_scratch.pth"
+# ONNX exports of the dense models (the export stage), checked in onnxruntime.
+DENSE_ONNX = MODELS_DIR / "big_model.onnx"
+STUDENT_ONNX = MODELS_DIR / "student.onnx"
 METRICS_DIR = Path("metrics")
 TRAIN_LOG = METRICS_DIR / "train_log.csv"
 FINETUNE_LOG = METRICS_DIR / "finetune_log.csv"
 LAYER_SPARSITY = METRICS_DIR / "layer_sparsity.csv"
 PRUNE_METRICS = METRICS_DIR / "prune.json"
 COMPRESS_METRICS = METRICS_DIR / "compress.json"
+EXPORT_METRICS = METRICS_DIR / "export.json"
 # Where the timings were taken: CPU, cores, threads, memory.
 MACHINE_METRICS = METRICS_DIR / "machine.json"

@@ -1,0 +1,55 @@
+"""ONNX: the deployable form of the dense models, run by a second engine (onnxruntime) to check it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+from torch import nn
+
+# ONNX opset of the export; onnxruntime 1.32 runs up to 23.
+OPSET = 18
+
+
+def to_onnx(model: nn.Module) -> bytes:
+    """The model (eval mode, float32, any batch size) as ONNX bytes, through torch.export (the exporter torch
+    recommends since 2.9; the TorchScript one is deprecated). The bytes are the same on every call."""
+    model = model.eval()
+    example = torch.zeros(2, 1, 28, 28)
+    batch = torch.export.Dim("batch", min=1)
+    # The exporter prints its progress and warns about its own internals; nothing a user can act on.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET, verbose=False,
+                                    input_names=["image"], output_names=["logits"],
+                                    dynamic_shapes=({0: batch},), optimize=True)
+    return program.model_proto.SerializeToString()
+
+
+def session(model: bytes | str | Path, threads: int) -> ort.InferenceSession:
+    """An onnxruntime CPU session with the pipeline's thread count (one inter-op thread: a chain of layers)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.NoSuchFile, ort_errors.InvalidGraph,
+            ort_errors.InvalidArgument) as exc:  # plain Exception subclasses, not OSError/ValueError
+        what = "the exported bytes" if isinstance(model, bytes) else str(model)
+        raise ValueError(f"{what}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})") from exc
+
+
+def run_logits(sess: ort.InferenceSession, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of an (N, 1, 28, 28) float tensor, in batches."""
+    x = np.ascontiguousarray(images.numpy(), dtype=np.float32)
+    name = sess.get_inputs()[0].name
+    return torch.from_numpy(np.concatenate([sess.run(None, {name: x[i:i + batch_size]})[0]
+                                            for i in range(0, len(x), batch_size)]))

@@ -1,0 +1,83 @@
+"""Stage: ONNX files of the models worth deploying, each checked by a second engine, onnxruntime.
+
+For the dense model and the student: export, run all test images through onnxruntime and through torch,
+compare the top-1 predictions and the logits, and time both engines the way evaluate times a model (batch-1
+latency, batch-256 throughput, same keys). The pruned model is not exported: ONNX stores its zeros as dense
+tensors and onnxruntime multiplies them (its sparse initializers are densified on load), so the file and the
+speed would be the dense model's; the compressed .bin is the sparse model's deployable form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from stages.common import paths
+from stages.common.config import Params, load_params
+from stages.common.data import Split, load_split
+from stages.common.io import atomic_write_bytes, load_checkpoint, write_json
+from stages.common.metrics import median_seconds, speed_metrics
+from stages.common.onnx_model import run_logits, session, to_onnx
+from stages.common.runtime import cli, seed_everything
+from stages.common.training import predict, prepare, score_logits
+
+EXPORTS = {"dense": (paths.DENSE_MODEL, paths.DENSE_ONNX), "student": (paths.STUDENT_MODEL, paths.STUDENT_ONNX)}
+
+
+def ort_speed(sess: ort.InferenceSession, test: Split, batch_size: int, latency_runs: int,
+              throughput_batches: int) -> dict[str, float]:
+    """evaluate's speed_metrics, for an onnxruntime session."""
+    name = sess.get_inputs()[0].name
+    one, batch = test.images[:1].numpy(), test.images[:batch_size].numpy()
+    latency = median_seconds(lambda: sess.run(None, {name: one}), latency_runs, warmup=20)
+    per_batch = median_seconds(lambda: sess.run(None, {name: batch}), throughput_batches, warmup=2)
+    return {"latency_b1_ms": 1000.0 * latency, "throughput_ips": len(batch) / per_batch}
+
+
+def check(params: Params, checkpoint: Path, test: Split) -> tuple[bytes, dict[str, Any]]:
+    """The ONNX bytes of one checkpoint and how onnxruntime's run of them compares with torch's."""
+    cfg = params.evaluate
+    model, _ = load_checkpoint(checkpoint)
+    data = to_onnx(model)
+    sess = session(data, params.threads)
+    ort_logits = run_logits(sess, test.images, cfg.batch_size)
+    model = prepare(model)  # the layout evaluate measures torch in
+    torch_logits = predict(model, test, cfg.batch_size)
+    agree = (ort_logits.argmax(1) == torch_logits.argmax(1)).sum().item()
+    report = {"onnx_bytes": len(data), "top1_agreement": agree / len(test),
+              "max_abs_logit_diff": (ort_logits - torch_logits).abs().max().item(),
+              "onnxruntime": {"accuracy": score_logits(ort_logits, test.labels)["accuracy"],
+                              **ort_speed(sess, test, cfg.batch_size, cfg.latency_runs, cfg.throughput_batches)},
+              "torch": {"accuracy": score_logits(torch_logits, test.labels)["accuracy"],
+                        **speed_metrics(model, test, cfg.batch_size, cfg.latency_runs, cfg.throughput_batches)}}
+    return data, report
+
+
+def run(params: Params, exports: dict[str, tuple[Path, Path]] = EXPORTS) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    """{name: (onnx bytes, report)} for each (checkpoint, onnx path) in exports."""
+    seed_everything(params.seed, params.threads, params.kernels)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    out = {}
+    for name, (checkpoint, _) in exports.items():
+        data, report = check(params, checkpoint, test)
+        if report["top1_agreement"] < 1.0:
+            # A float model must predict the same digits in both engines; anything else is an export bug.
+            raise ValueError(f"{checkpoint}: onnxruntime disagrees with torch on "
+                             f"{1 - report['top1_agreement']:.2%} of the test images")
+        out[name] = (data, report)
+        print(name, report, flush=True)
+    return out
+
+
+def main() -> None:
+    results = run(load_params())
+    for name, (data, _) in results.items():
+        atomic_write_bytes(EXPORTS[name][1], data)
+    write_json(paths.EXPORT_METRICS, {**{name: report for name, (_, report) in results.items()},
+                                      "onnxruntime_version": ort.__version__})
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,55 @@
+"""export: ONNX files that onnxruntime runs to torch's predictions; predict reads them too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages import export, predict
+from stages.common import paths
+from stages.common.config import Params
+from stages.common.data import load_split
+from stages.common.io import load_checkpoint
+from stages.common.onnx_model import run_logits, session, to_onnx
+from tests.test_predict import draw_seven
+
+
+def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: Path) -> None:
+    out = export.run(pruned_params, {"dense": (paths.DENSE_MODEL, tmp_path / "d.onnx")})
+    data, report = out["dense"]
+    assert report["top1_agreement"] == 1.0 and report["max_abs_logit_diff"] < 1e-4
+    assert report["onnxruntime"]["accuracy"] == report["torch"]["accuracy"] > 50
+    assert set(report["onnxruntime"]) == set(report["torch"]) == {"accuracy", "latency_b1_ms", "throughput_ips"}
+    assert report["onnxruntime"]["latency_b1_ms"] > 0 and report["onnx_bytes"] == len(data)
+    model = load_checkpoint(paths.DENSE_MODEL)[0].eval()
+    assert to_onnx(model) == data  # same bytes every time: DVC's hash of the file is stable
+    # Any batch size, not only the example's.
+    test = load_split(pruned_params.data.root, train=False, limit=7, verify=False)
+    sess = session(data, threads=1)
+    for n in (1, 7):
+        with torch.inference_mode():
+            expected = model(test.images[:n])
+        assert torch.allclose(run_logits(sess, test.images[:n]), expected, atol=1e-4)
+
+
+def test_an_export_that_predicts_other_digits_is_refused(pruned_params: Params, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "run_logits", lambda sess, images, batch_size: -run_logits(sess, images, batch_size))
+    with pytest.raises(ValueError, match=r"big_model.pth: onnxruntime disagrees with torch on \d"):
+        export.run(pruned_params, {"dense": (paths.DENSE_MODEL, tmp_path / "d.onnx")})
+
+
+def test_predict_reads_onnx_like_the_checkpoint(pruned_params: Params, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "pruned.onnx"
+    onnx_path.write_bytes(to_onnx(load_checkpoint(paths.PRUNED_MODEL)[0]))
+    draw_seven((120, 90), (30, 10, 90, 80), dark_on_light=True, width=7).save(tmp_path / "d.png")
+    from_onnx = predict.predict_file(tmp_path / "d.png", onnx_path)
+    assert torch.allclose(from_onnx, predict.predict_file(tmp_path / "d.png", paths.PRUNED_MODEL), atol=1e-5)
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    with pytest.raises(ValueError, match=r"bad.onnx: onnxruntime cannot load it \(.*INVALID_PROTOBUF"):
+        predict.predict_file(tmp_path / "d.png", bad)
+    with pytest.raises(FileNotFoundError, match="missing.onnx: no such model file"):
+        predict.predict_file(tmp_path / "d.png", tmp_path / "missing.onnx")
