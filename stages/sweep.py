@@ -1,5 +1,8 @@
 """Sweep prune.amount as queued DVC experiments and collect the results (not a pipeline stage).
 
+The queueing is DVC's own grid (one `dvc exp run --queue -S 'prune.amount=0.5,...'`); what this adds is the
+table: mean and std over prune seeds per amount, in metrics/sweep.csv for the plot.
+
     python -m stages.sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
     python -m stages.sweep --amounts 0.99 --seeds 0 1 2 --set prune.finetune_epochs=4
                                            # three prune seeds per amount: mean and std in the table
@@ -28,22 +31,15 @@ AMOUNTS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 SWEEP_CSV = paths.METRICS_DIR / "sweep.csv"
 
 
-def exp_name(amount: float, seed: int | None = None) -> str:
-    return f"sweep-{amount:g}" if seed is None else f"sweep-{amount:g}-s{seed}"
-
-
-def queue_commands(amounts: Sequence[float], seeds: Sequence[int] | None = None,
-                   sets: Sequence[str] = ()) -> list[list[str]]:
-    """One `dvc exp run --queue` per amount (and prune seed), named so that a rerun replaces (not duplicates)
-    it; `sets` are more `-S key=value` overrides, the same for every experiment."""
-    extra = [arg for kv in sets for arg in ("-S", kv)]
-    cmds = []
-    for a in amounts:
-        for seed in seeds if seeds is not None else [None]:
-            by_seed = [] if seed is None else ["-S", f"prune.seed={seed}"]
-            cmds.append(["dvc", "exp", "run", "--queue", "-n", exp_name(a, seed), "-S", f"prune.amount={a}",
-                         *by_seed, *extra])
-    return cmds
+def queue_command(amounts: Sequence[float], seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
+                  name: str = "sweep") -> list[str]:
+    """One `dvc exp run --queue` for the whole grid, in DVC's own sweep syntax: `-S 'prune.amount=0.5,0.9'`
+    queues one experiment per value (and per prune seed), named <name>-1, <name>-2, ...; `sets` are more
+    `-S key=value` overrides, the same for every experiment."""
+    grid = ["-S", "prune.amount=" + ",".join(f"{a:g}" for a in amounts)]
+    if seeds is not None:
+        grid += ["-S", "prune.seed=" + ",".join(str(s) for s in seeds)]
+    return ["dvc", "exp", "run", "--queue", "-n", name, *grid, *[arg for kv in sets for arg in ("-S", kv)]]
 
 
 def _dvc(*args: str, check: bool = True) -> str:
@@ -71,11 +67,13 @@ def start_queue(jobs: int, cwd: str | None = None) -> None:
         raise RuntimeError(f"dvc queue start -j {jobs} failed (exit {res.returncode}); see `dvc queue logs`")
 
 
-def run_queue(cmds: list[list[str]], jobs: int = 1) -> None:
-    # Removing old runs of the same names first keeps `dvc exp show` to one row per experiment.
-    _dvc("exp", "remove", *[cmd[cmd.index("-n") + 1] for cmd in cmds], check=False)
-    for cmd in cmds:
-        subprocess.run(cmd, check=True)
+def run_queue(cmd: list[str], jobs: int = 1) -> None:
+    # Removing the earlier sweep's experiments first: DVC numbers the new ones from 1 again, and the table
+    # must hold only this sweep's.
+    old = [n for n, _ in experiments(json.loads(_dvc("exp", "show", "--json"))) if n.startswith("sweep-")]
+    if old:
+        _dvc("exp", "remove", *old, check=False)
+    subprocess.run(cmd, check=True)
     start_queue(jobs)
     while True:
         time.sleep(10)
@@ -144,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.collect_only:
         check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
-        run_queue(queue_commands(args.amounts, args.seeds, args.set), args.jobs)
+        run_queue(queue_command(args.amounts, args.seeds, args.set), args.jobs)
     print(markdown(collect()))
 
 

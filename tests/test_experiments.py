@@ -51,8 +51,8 @@ def test_three_queued_experiments_run_two_at_a_time(repo: Path) -> None:
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the queue")
     amounts = (0.3, 0.6, 0.95)  # more than the two workers, so one waits in the queue
-    for a in amounts:
-        sh(repo, "dvc", "exp", "run", "--queue", "-n", f"q-{a}", "-S", f"prune.amount={a}")
+    # DVC's own grid syntax, as stages.sweep queues it: one command, q-1 .. q-3.
+    sh(repo, *sweep.queue_command(amounts, name="q"))
     sweep.start_queue(2, cwd=str(repo))  # not sh(): a captured pipe would wait for the idle workers to exit
     try:
         deadline = time.monotonic() + 600
@@ -64,8 +64,10 @@ def test_three_queued_experiments_run_two_at_a_time(repo: Path) -> None:
         sh(repo, "dvc", "queue", "stop")  # no idle worker outlives the test
     assert "Failed" not in status, status
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
-    found = {name: data["metrics"]["metrics/pruned.json"]["data"]["sparsity"]
+    found = {name: (data["params"]["params.yaml"]["data"]["prune"]["amount"],
+                    data["metrics"]["metrics/pruned.json"]["data"]["sparsity"])
              for name, data in sweep.experiments(shown) if name.startswith("q-")}
-    assert set(found) == {f"q-{a}" for a in amounts}
-    for a in amounts:
-        assert found[f"q-{a}"] == pytest.approx(a, abs=1e-4)
+    assert set(found) == {"q-1", "q-2", "q-3"}
+    assert sorted(amount for amount, _ in found.values()) == list(amounts)
+    for amount, sparsity in found.values():
+        assert sparsity == pytest.approx(amount, abs=1e-4)

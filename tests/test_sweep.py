@@ -7,28 +7,20 @@ import pytest
 from stages import sweep
 
 
-def test_queue_commands_name_each_amount_and_set_only_prune_amount() -> None:
-    cmds = sweep.queue_commands([0.5, 0.95])
-    assert cmds == [
-        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.5", "-S", "prune.amount=0.5"],
-        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.95", "-S", "prune.amount=0.95"],
-    ]
-    assert [c[5] for c in sweep.queue_commands(sweep.AMOUNTS)] == [
-        "sweep-0.5", "sweep-0.8", "sweep-0.9", "sweep-0.95", "sweep-0.98", "sweep-0.99"]
+def test_one_grid_command_queues_every_amount() -> None:
+    assert sweep.queue_command([0.5, 0.95]) == [
+        "dvc", "exp", "run", "--queue", "-n", "sweep", "-S", "prune.amount=0.5,0.95"]
+    assert sweep.queue_command(sweep.AMOUNTS)[-1] == "prune.amount=0.5,0.8,0.9,0.95,0.98,0.99"
 
 
-def test_seeds_and_sets_queue_one_experiment_per_amount_and_seed() -> None:
-    cmds = sweep.queue_commands([0.99], seeds=[0, 2], sets=["prune.finetune_epochs=4"])
-    assert cmds == [
-        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.99-s0", "-S", "prune.amount=0.99", "-S", "prune.seed=0",
-         "-S", "prune.finetune_epochs=4"],
-        ["dvc", "exp", "run", "--queue", "-n", "sweep-0.99-s2", "-S", "prune.amount=0.99", "-S", "prune.seed=2",
-         "-S", "prune.finetune_epochs=4"],
-    ]
+def test_seeds_and_sets_join_the_grid() -> None:
+    assert sweep.queue_command([0.99], seeds=[0, 2], sets=["prune.finetune_epochs=4"], name="q") == [
+        "dvc", "exp", "run", "--queue", "-n", "q", "-S", "prune.amount=0.99", "-S", "prune.seed=0,2",
+        "-S", "prune.finetune_epochs=4"]
 
 
 def test_rows_average_the_seeds_of_one_amount() -> None:
-    shown = [{"rev": "abc", "experiments": [{"revs": [_rev(f"sweep-0.99-s{i}", 0.99, acc, 42910)]}
+    shown = [{"rev": "abc", "experiments": [{"revs": [_rev(f"sweep-{i + 1}", 0.99, acc, 42910)]}
                                             for i, acc in enumerate([99.29, 99.24, 99.31])]}]
     (row,) = sweep._rows_from_exp_show(shown, dense_accuracy=99.58)
     assert row["seeds"] == 3 and row["accuracy"] == 99.28 and row["drop_vs_dense"] == 0.3
@@ -45,9 +37,9 @@ def _rev(name: str, amount: float, accuracy: float, nonzero: int) -> dict:
 
 def test_rows_keep_sweep_experiments_sorted_with_drop_vs_dense() -> None:
     shown = [{"rev": "workspace", "experiments": None},
-             {"rev": "abc", "experiments": [{"revs": [_rev("sweep-0.98", 0.98, 99.32, 88026)]},
+             {"rev": "abc", "experiments": [{"revs": [_rev("sweep-2", 0.98, 99.32, 88026)]},
                                             {"revs": [_rev("other-exp", 0.7, 99.0, 1)]},
-                                            {"revs": [_rev("sweep-0.5", 0.5, 99.55, 2146650)]}]}]
+                                            {"revs": [_rev("sweep-1", 0.5, 99.55, 2146650)]}]}]
     rows = sweep._rows_from_exp_show(shown, dense_accuracy=99.55)
     assert [r["amount"] for r in rows] == [0.5, 0.98]  # other experiments are left out
     assert rows[1] == {"amount": 0.98, "sparsity": 0.98, "accuracy": 99.32, "accuracy_std": 0.0, "seeds": 1,
