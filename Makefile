@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 UV := uv==0.13.9
 
-.PHONY: install repro test lint bench clean
+.PHONY: install repro test lint bench exps clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,13 @@ test: install
 # Every model form side by side in one process (after `make repro`): a table and metrics/bench.json.
 bench: install
 	$(RUN) $(PY) -m stages.bench
+
+# `dvc exp show` has over 100 columns (every metric of every file, every param and dep); this is one row per
+# experiment with the params a sweep changes and the headline metrics. DVC drops a file's prefix from a key
+# that no other file has (times_smaller_than_dense, bits_per_nonzero).
+EXP_COLUMNS := Experiment|State|prune\.(method|amount|seed|finetune_epochs)|compress\.bits|metrics/(dense|pruned|compressed|student)\.json:accuracy|^times_smaller_than_dense$$|^bits_per_nonzero$$|metrics/pruned\.json:latency_b1_ms
+exps: install
+	$(RUN) dvc exp show --md --drop '.*' --keep '$(EXP_COLUMNS)'
 
 lint: install
 	$(VENV)/bin/ruff check .

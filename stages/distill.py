@@ -6,6 +6,7 @@ between models/student.pth and models/student_scratch.pth is the teacher's soft 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from torch import nn
 from stages.common import paths
 from stages.common.config import Params, load_params
 from stages.common.data import Split, load_split
-from stages.common.io import load_checkpoint, save_checkpoint, write_csv
+from stages.common.io import load_checkpoint, save_checkpoint
+from stages.common.live import EpochLogger, epoch_logger
 from stages.common.model import build_model, count_params, model_args_from
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, LossFn, cached_distillation, distillation_loss, fit, prepare
@@ -38,7 +40,8 @@ def teacher_loss(teacher: nn.Module, params: Params, train: Split) -> LossFn:
     return live
 
 
-def train_student(params: Params, teacher: nn.Module | None) -> tuple[nn.Module, History]:
+def train_student(params: Params, teacher: nn.Module | None,
+                  on_epoch: EpochLogger | None = None) -> tuple[nn.Module, History]:
     """One student from the same seed; with teacher=None it is the from-scratch control."""
     cfg, t = params.distill, params.train
     gen = seed_everything(params.seed, params.threads, params.kernels)
@@ -49,29 +52,31 @@ def train_student(params: Params, teacher: nn.Module | None) -> tuple[nn.Module,
                    label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate)
     loss_fn = None if teacher is None else teacher_loss(teacher, params, train)
     history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
-                  desc="distill" if teacher is not None else "scratch")
+                  desc="distill" if teacher is not None else "scratch", on_epoch=on_epoch)
     return student, history
 
 
-def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> dict[str, tuple[nn.Module, History]]:
-    """{"student": (model, history), "student_scratch": (model, history)}."""
+def run(params: Params, dense_path: Path = paths.DENSE_MODEL,
+        loggers: Mapping[str, EpochLogger] | None = None) -> dict[str, tuple[nn.Module, History]]:
+    """{"student": (model, history), "student_scratch": (model, history)}; loggers by the same names."""
+    loggers = loggers or {}
     teacher, _ = load_checkpoint(dense_path)
-    out = {"student": train_student(params, teacher), "student_scratch": train_student(params, None)}
+    out = {"student": train_student(params, teacher, loggers.get("student")),
+           "student_scratch": train_student(params, None, loggers.get("student_scratch"))}
     n_student, n_teacher = count_params(out["student"][0]), count_params(teacher)
     print(f"student {n_student:,} parameters = 1/{n_teacher / n_student:.1f} of the teacher's {n_teacher:,}")
     return out
 
 
-OUTPUTS = {"student": (paths.STUDENT_MODEL, paths.METRICS_DIR / "student_log.csv"),
-           "student_scratch": (paths.SCRATCH_MODEL, paths.METRICS_DIR / "student_scratch_log.csv")}
+OUTPUTS = {"student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
 
 
 def main() -> None:
     params = load_params()
-    for name, (model, history) in run(params).items():
-        checkpoint, log = OUTPUTS[name]
-        save_checkpoint(checkpoint, model)
-        write_csv(log, [{"model": name, **row} for row in history])
+    with epoch_logger("student") as student, epoch_logger("student_scratch") as scratch:
+        results = run(params, loggers={"student": student, "student_scratch": scratch})
+    for name, (model, _) in results.items():
+        save_checkpoint(OUTPUTS[name], model)
 
 
 if __name__ == "__main__":

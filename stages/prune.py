@@ -21,6 +21,7 @@ from stages.common import paths, sparse
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
+from stages.common.live import EpochLogger, epoch_logger
 from stages.common.model import BigCNN, build_model, prunable
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, prepare, score
@@ -187,8 +188,10 @@ def global_sparsity(rows: list[dict[str, Any]]) -> float:
     return 1 - sum(r["nonzero"] for r in rows) / sum(r["params"] for r in rows)
 
 
-def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
-    """Prune to params.prune.amount; returns the pruned model, its sparsity report and fine-tune history."""
+def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,
+        ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
+    """Prune to params.prune.amount; returns the pruned model, its sparsity report and fine-tune history (each
+    row also to on_epoch; one-shot pruning logs its one score as epoch 0)."""
     cfg = params.prune
     gen = seed_everything(cfg.seed, params.threads, params.kernels)
     model, _ = load_checkpoint(dense_path)
@@ -200,6 +203,8 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
     if cfg.finetune_epochs == 0:
         pruner(model, cfg.amount)
         history = [{"epoch": 0, **{f"test_{k}": v for k, v in score(model, test).items()}}]
+        if on_epoch is not None:
+            on_epoch(history[0])
     else:
         schedule = cubic_schedule(cfg.amount, cfg.steps)
 
@@ -224,7 +229,7 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
                        max_shift=t.max_shift, max_rotate=t.max_rotate, schedule="cosine")
         train = load_split(params.data.root, train=True, limit=params.data.train_limit,
                            verify=params.data.verify)
-        history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune")
+        history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune", on_epoch=on_epoch)
         sparse.unwrap(model)
     make_permanent(model)
     dense_sizes = {name: m.weight.numel() for name, m in prunable(model)}
@@ -238,7 +243,8 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL) -> tuple[nn.Module
 def main() -> None:
     params = load_params()
     t0 = time.perf_counter()
-    model, report, history = run(params)
+    with epoch_logger("finetune") as log:
+        model, report, _ = run(params, on_epoch=log)
     seconds = time.perf_counter() - t0
     print(f"global sparsity {report['global_sparsity']:.4f}")
     for row in report["layers"]:
@@ -247,7 +253,6 @@ def main() -> None:
     save_checkpoint(paths.PRUNED_MODEL, model)
     write_csv(paths.LAYER_SPARSITY, report["layers"])
     write_json(paths.PRUNE_METRICS, {"global_sparsity": report["global_sparsity"], "seconds": seconds})
-    write_csv(paths.FINETUNE_LOG, [{"stage": "finetune", **row} for row in history])
 
 
 if __name__ == "__main__":

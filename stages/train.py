@@ -9,7 +9,8 @@ from torch import nn
 from stages.common import paths
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
-from stages.common.io import save_checkpoint, write_csv
+from stages.common.io import save_checkpoint
+from stages.common.live import EpochLogger, epoch_logger
 from stages.common.model import build_model, count_params, model_args_from
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit
@@ -22,8 +23,8 @@ def fit_spec(params: Params) -> FitSpec:
                    schedule="onecycle")
 
 
-def run(params: Params) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Train from scratch; returns the model and its per-epoch history."""
+def run(params: Params, on_epoch: EpochLogger | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train from scratch; returns the model and its per-epoch history (each row also to on_epoch)."""
     gen = seed_everything(params.seed, params.threads, params.kernels)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit,
                        verify=params.data.verify)
@@ -31,15 +32,15 @@ def run(params: Params) -> tuple[nn.Module, list[dict[str, Any]]]:
                       verify=params.data.verify)
     model = build_model(**model_args_from(params.model))
     print(f"model: {count_params(model):,} parameters, {len(train)} training images", flush=True)
-    history = fit(model, train, test, fit_spec(params), gen, desc="train")
+    history = fit(model, train, test, fit_spec(params), gen, desc="train", on_epoch=on_epoch)
     return model, history
 
 
 def main() -> None:
     params = load_params()
-    model, history = run(params)
+    with epoch_logger("train") as log:
+        model, _ = run(params, on_epoch=log)
     save_checkpoint(paths.DENSE_MODEL, model)
-    write_csv(paths.TRAIN_LOG, [{"stage": "train", **row} for row in history])
 
 
 if __name__ == "__main__":

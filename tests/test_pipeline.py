@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbclient
@@ -43,7 +44,14 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
         assert onnx[name]["top1_agreement"] == 1.0
         assert onnx[name]["onnx_bytes"] == (repo / "models" / onnx_path).stat().st_size
     show = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
-    assert {"metrics/dense.json", "metrics/pruned.json"} <= set(json.dumps(show).split('"'))
+    assert {"metrics/dense.json", "metrics/pruned.json", "metrics/live/train/metrics.json",
+            "metrics/live/finetune/metrics.json", "metrics/live/student/metrics.json",
+            } <= set(json.dumps(show).split('"'))
+    out = sh(repo, "dvc", "plots", "show", "--json")  # the JSON, then a warning line when a plot failed
+    plots = json.loads(out[:out.rindex("}") + 1])
+    assert "metrics/live/train/plots/metrics/test_accuracy.tsv" in json.dumps(plots)
+    # The only plot that cannot render yet is the sweep's, whose CSV `python -m stages.sweep` writes.
+    assert {e.get("source") for e in plots.get("errors", [])} <= {"metrics/sweep.csv"}
     assert "up to date" in sh(repo, "dvc", "status")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "results")
@@ -56,6 +64,12 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     assert metrics(repo, "pruned")["sparsity"] == pytest.approx(0.7, abs=1e-4)
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json"))
     assert "sparsity" in diff["metrics/pruned.json"]
+    # `make exps`: the Makefile's column list gives one short row per experiment.
+    columns = re.search(r"^EXP_COLUMNS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).replace("$$", "$")
+    header = sh(repo, "dvc", "exp", "show", "--md", "--drop", ".*", "--keep", columns).splitlines()[0]
+    names = [c.strip() for c in header.strip("|").split("|")]
+    assert {"Experiment", "prune.amount", "metrics/pruned.json:accuracy", "times_smaller_than_dense",
+            "bits_per_nonzero"} <= set(names) and len(names) <= 15
 
 
 def test_channel_pruning_experiment_writes_a_smaller_model(repo: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from stages.common import paths, sparse
 from stages.common.config import Params, replace
 from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint
+from stages.common.live import epoch_logger
 from stages.common.model import build_model
 from stages.common.runtime import seed_everything
 from stages.common.training import FitSpec, fit, score
@@ -239,3 +241,21 @@ def test_finetuning_the_sparse_layers_sparse_matches_the_dense_masked_run(tiny_p
         agree = float(((a[k] == 0) == (b[k] == 0)).float().mean())
         assert agree > 0.98, f"{k}: masks agree on only {agree:.3f}"
     assert abs(dense_hist[-1]["test_accuracy"] - sparse_hist[-1]["test_accuracy"]) <= 2.0
+
+
+def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> None:
+    """Each epoch row reaches DVCLive as it ends: metrics.json holds the last, one TSV line per epoch."""
+    params = replace(tiny_params, train=replace(tiny_params.train, epochs=2))
+    with epoch_logger("train") as log:
+        _, history = train.run(params, on_epoch=log)
+    live = in_tmp / "metrics" / "live" / "train"
+    latest = json.loads((live / "metrics.json").read_text())
+    assert latest["step"] == 2 and latest["test_accuracy"] == pytest.approx(history[-1]["test_accuracy"])
+    lines = (live / "plots" / "metrics" / "test_accuracy.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["step", "test_accuracy"]
+    assert [int(line.split("\t")[0]) for line in lines[1:]] == [1, 2]  # epochs, not DVCLive's 0-based steps
+    # One-shot pruning has no epochs: its one score is logged as epoch 0, so the stage's metrics file exists.
+    save_checkpoint(paths.DENSE_MODEL, train.run(tiny_params)[0])
+    with epoch_logger("finetune") as log:
+        prune.run(replace(params, prune=replace(params.prune, finetune_epochs=0)), on_epoch=log)
+    assert json.loads((in_tmp / "metrics" / "live" / "finetune" / "metrics.json").read_text())["step"] == 0

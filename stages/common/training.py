@@ -79,10 +79,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torc
 
 def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
         on_step: Callable[[int, int], None] | None = None, loss_fn: LossFn | None = None,
-        desc: str = "train") -> list[dict[str, float]]:
+        desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
     """Train with AdamW; returns one row per epoch (train and test loss and accuracy, seconds).
 
-    on_step(step, total_steps) runs before every optimizer step (gradual pruning uses it).
+    on_step(step, total_steps) runs before every optimizer step (gradual pruning uses it); on_epoch(row) after
+    every epoch (the stages log it with DVCLive).
     loss_fn(logits, images, labels, idx) replaces the label-smoothed cross-entropy (distillation uses it: a
     teacher either sees the student's augmented images or looks up its targets for those training indices).
     """
@@ -123,6 +124,8 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
         if test is not None:
             row.update({f"test_{k}": v for k, v in score(model, test).items()})
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     return history
 

@@ -1,0 +1,32 @@
+"""Per-epoch logs through DVCLive, DVC's own logger: `dvc exp show` shows a running experiment's latest epoch
+and `dvc plots` draws the curves."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from stages.common import paths
+
+# DVCLive's own default is ./dvclive; here the logs sit with the other metrics.
+LIVE_DIR = paths.METRICS_DIR / "live"
+
+EpochLogger = Callable[[dict[str, float]], None]
+
+
+@contextlib.contextmanager
+def epoch_logger(name: str) -> Iterator[EpochLogger]:
+    """A function that logs one of fit()'s epoch rows to metrics/live/<name>/: metrics.json holds the latest epoch
+    (a `metrics:` entry in dvc.yaml), plots/metrics/<key>.tsv one line per epoch (a `plots:` entry)."""
+    from dvclive import Live  # imports dvc: only where a stage writes logs, not in every run() a test calls
+
+    # dvcyaml=None: dvc.yaml declares these files itself; save_dvc_exp: DVC, not the logger, makes experiments.
+    with Live(dir=str(LIVE_DIR / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        def log(row: dict[str, float]) -> None:
+            live.step = int(row["epoch"])  # the x axis is the epoch, 1-based, not DVCLive's 0-based step count
+            for key, value in row.items():
+                if key != "epoch":
+                    live.log_metric(key, value)
+            live.next_step()
+
+        yield log
