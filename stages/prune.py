@@ -226,7 +226,7 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
         t = params.train
         spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                        weight_decay=t.weight_decay, label_smoothing=t.label_smoothing,
-                       max_shift=t.max_shift, max_rotate=t.max_rotate, schedule="cosine")
+                       max_shift=t.max_shift, max_rotate=t.max_rotate, schedule=cfg.schedule)
         train = load_split(params.data.root, train=True, limit=params.data.train_limit,
                            verify=params.data.verify)
         history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune", on_epoch=on_epoch)

@@ -37,6 +37,7 @@ def test_tiny_params_build() -> None:
     ("prune", "ramp", 0.0, "prune.ramp"),
     ("prune", "seed", -1, "prune.seed"),
     ("prune", "min_density_ends", 1.5, "prune.min_density_ends"),
+    ("prune", "schedule", "linear", "prune.schedule"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),
     ("compress", "coder", "zip", "compress.coder"),
     ("compress", "quantizer", "kmeans", "compress.quantizer"),

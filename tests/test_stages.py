@@ -259,3 +259,18 @@ def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> No
     with epoch_logger("finetune") as log:
         prune.run(replace(params, prune=replace(params.prune, finetune_epochs=0)), on_epoch=log)
     assert json.loads((in_tmp / "metrics" / "live" / "finetune" / "metrics.json").read_text())["step"] == 0
+
+
+def test_prune_schedule_shapes_the_fine_tuning_rate(pruned_params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prune.schedule reaches fit(): onecycle (learning-rate rewinding) or the default cosine."""
+    seen = []
+    real_fit = prune.fit
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(args[3].schedule)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(prune, "fit", spy)
+    for schedule in ("cosine", "onecycle"):
+        prune.run(replace(pruned_params, prune=replace(pruned_params.prune, finetune_epochs=1, schedule=schedule)))
+    assert seen == ["cosine", "onecycle"]
