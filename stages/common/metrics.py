@@ -53,14 +53,20 @@ def median_seconds(fn: Callable[[], object], runs: int, warmup: int = 0) -> floa
     return statistics.median(times)
 
 
+def speed_of(forward: Callable[[torch.Tensor], object], test: Split, batch_size: int, latency_runs: int,
+             throughput_batches: int) -> dict[str, float]:
+    """Batch-1 latency and batch-`batch_size` throughput of any forward function (a torch model, an
+    onnxruntime session), each the median of its runs after untimed warm-up ones."""
+    one, batch = test.images[:1], test.images[:batch_size]
+    latency = median_seconds(lambda: forward(one), latency_runs, warmup=20)
+    per_batch = median_seconds(lambda: forward(batch), throughput_batches, warmup=2)
+    return {"latency_b1_ms": 1000.0 * latency, "throughput_ips": len(batch) / per_batch}
+
+
 @torch.inference_mode()
 def speed_metrics(model: nn.Module, test: Split, batch_size: int, latency_runs: int,
                   throughput_batches: int) -> dict[str, float]:
-    model.eval()
-    one, batch = test.images[:1], test.images[:batch_size]
-    latency = median_seconds(lambda: model(one), latency_runs, warmup=20)
-    per_batch = median_seconds(lambda: model(batch), throughput_batches, warmup=2)
-    return {"latency_b1_ms": 1000.0 * latency, "throughput_ips": len(batch) / per_batch}
+    return speed_of(model.eval(), test, batch_size, latency_runs, throughput_batches)
 
 
 def serialized_bytes(model: nn.Module) -> int:
