@@ -3,8 +3,8 @@
     python -m stages.bench     # needs `dvc repro` first; prints a table, writes metrics/bench.json
 
 Models: dense; unstructured-pruned with dense kernels; the same with CSR sparse kernels for the linear layers;
-the compressed artifact (rebuilt to dense kernels: it is about bytes on disk); structured (channel) pruning;
-int8 (torch.ao, x86/fbgemm) of dense, pruned and channel-pruned. Timings are interleaved round-robin over
+the compressed artifact (rebuilt to dense kernels: it is about bytes on disk); the channel stage's structured
+model and its int8 form; int8 (torch.ao, x86/fbgemm) of dense and pruned. Timings are interleaved round-robin over
 `bench.repeats` rounds and the median is kept, so slow drift on a shared machine hits every model alike.
 
 Also: training images/s of this pipeline's in-memory loop vs a plain torchvision MNIST + DataLoader loop for
@@ -13,13 +13,9 @@ the same model, and the achieved GFLOP/s against a large matrix multiply measure
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import statistics
 import time
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,63 +25,18 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from torchvision.datasets import MNIST
 
-from stages import prune
 from stages.common import paths
-from stages.common.compression import load_model
-from stages.common.config import Params, load_params, replace
+from stages.common.config import Params, load_params
 from stages.common.data import Split, load_split
-from stages.common.io import load_checkpoint, save_checkpoint, write_json
+from stages.common.forms import load_model, with_csr_linears
+from stages.common.io import write_json
 from stages.common.metrics import activation_peak_mb, median_seconds, serialized_bytes
 from stages.common.model import BigCNN, build_model, model_args_from
 from stages.common.quantize import quantize_int8
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, score
 
-CHANNEL_MODEL = paths.MODELS_DIR / "bench" / "channel_l1.pth"
 BENCH_JSON = paths.METRICS_DIR / "bench.json"
-
-
-class CsrLinear(nn.Module):
-    """A linear layer whose weight is a torch.sparse CSR matrix: work and memory scale with the nonzeros."""
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            csr = linear.weight.detach().to_sparse_csr()
-        self.weight = nn.Parameter(csr, requires_grad=False)
-        self.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # y = x W^T + b computed as (W x^T)^T: CSR times dense is the kernel torch has for CSR on CPU.
-        return torch.addmm(self.bias[:, None], self.weight, x.t()).t()
-
-
-def with_csr_linears(model: BigCNN) -> nn.Module:
-    sparse = copy.deepcopy(model).eval()
-    for i, layer in enumerate(sparse.classifier):
-        if isinstance(layer, nn.Linear):
-            sparse.classifier[i] = CsrLinear(layer)
-    return sparse
-
-
-def file_md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def channel_model(params: Params) -> BigCNN:
-    """The channel-pruned model for the bench, fine-tuned once and reused while its inputs are unchanged."""
-    cfg = replace(params.prune, method="channel_l1", amount=params.bench.channel_amount,
-                  finetune_epochs=params.bench.channel_finetune_epochs)
-    key = {"dense_md5": file_md5(paths.DENSE_MODEL), "prune": repr(cfg)}
-    if CHANNEL_MODEL.is_file():
-        model, ckpt = load_checkpoint(CHANNEL_MODEL)
-        if ckpt.get("source") == key:
-            return model
-    print(f"fine-tuning a channel-pruned model ({cfg.amount:g} of channels, {cfg.finetune_epochs} epochs)", flush=True)
-    model, _, _ = prune.run(replace(params, prune=cfg), paths.DENSE_MODEL)
-    save_checkpoint(CHANNEL_MODEL, model, source=key)
-    return model
 
 
 def _median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -97,7 +48,6 @@ def build_models(params: Params) -> dict[str, tuple[nn.Module, int]]:
     calib = load_split(params.data.root, train=True, limit=params.bench.calibration_images,
                        verify=params.data.verify).images
     dense, pruned = load_model(paths.DENSE_MODEL), load_model(paths.PRUNED_MODEL)
-    channel = channel_model(params)
     models: dict[str, tuple[nn.Module, int]] = {
         "dense": (dense, paths.DENSE_MODEL.stat().st_size),
         "pruned": (pruned, paths.PRUNED_MODEL.stat().st_size),
@@ -105,8 +55,9 @@ def build_models(params: Params) -> dict[str, tuple[nn.Module, int]]:
     csr = with_csr_linears(pruned)
     models["pruned_csr"] = (csr, serialized_bytes(csr))
     models["compressed"] = (load_model(paths.COMPRESSED_MODEL), paths.COMPRESSED_MODEL.stat().st_size)
-    models["channel"] = (channel, CHANNEL_MODEL.stat().st_size)
-    for name in ("dense", "pruned", "channel"):
+    for name, path in (("channel", paths.CHANNEL_MODEL), ("channel_int8", paths.CHANNEL_INT8_MODEL)):
+        models[name] = (load_model(path), path.stat().st_size)
+    for name in ("dense", "pruned"):  # the pipeline writes only the channel model's int8 form
         q = quantize_int8(models[name][0], calib)
         models[f"{name}_int8"] = (q, serialized_bytes(q))
     for model, _ in models.values():
@@ -222,9 +173,6 @@ def run(params: Params) -> dict[str, Any]:
     seed_everything(params.seed, params.threads, params.kernels)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     models = build_models(params)
-    # Quantized kernels raise under deterministic mode (their output buffers are resized without an
-    # "is deterministic" flag). Only timing happens from here on; the channel model is already trained.
-    torch.use_deterministic_algorithms(False)
     rows = measure_models(params, models, test)
     return {"models": rows, "input_pipeline": measure_input_pipeline(params), "threads": params.threads,
             "dense_inference_gflops": rows["dense"]["throughput_ips"] * forward_flops(models["dense"][0]) / 1e9}

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from stages.common import paths
-from stages.common.compression import load_model
 from stages.common.config import Params, load_params
 from stages.common.data import Split, load_split
+from stages.common.forms import load_model
 from stages.common.io import write_csv, write_json
 from stages.common.metrics import (
     accuracy_metrics,
@@ -27,6 +27,7 @@ from stages.common.runtime import cli, seed_everything
 from stages.common.training import prepare
 
 MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed": paths.COMPRESSED_MODEL,
+          "channel": paths.CHANNEL_MODEL, "channel_int8": paths.CHANNEL_INT8_MODEL,
           "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
 # Confusion matrices (for `dvc plots`) of these two only.
 CONFUSION = ("dense", "pruned")

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stages.common import paths
-from stages.common.compression import load_model
+from stages.common.forms import load_model
 from stages.common.runtime import cli
 
 # Refused before decoding: a small file can declare a huge canvas (a "pixel bomb"). 40 megapixels is a

@@ -20,9 +20,10 @@ from torch.nn.utils import prune
 from stages.common import paths, sparse
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
+from stages.common.gradual import cubic_schedule, steps_due
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
 from stages.common.live import EpochLogger, epoch_logger
-from stages.common.model import BigCNN, build_model, prunable
+from stages.common.model import prunable
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, prepare, score
 
@@ -91,40 +92,8 @@ def layer_l1(model: nn.Module, amount: float) -> None:
                               importance_scores=m.weight.contiguous())
 
 
-def _layers(model: BigCNN) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d], list[nn.Linear]]:
-    return ([m for m in model.features if isinstance(m, nn.Conv2d)],
-            [m for m in model.features if isinstance(m, nn.BatchNorm2d)],
-            [m for m in model.classifier if isinstance(m, nn.Linear)])
-
-
-def channel_units(model: BigCNN) -> list[tuple[nn.Module, list[tuple[nn.Module, str]]]]:
-    """(scored layer, every tensor that belongs to its output channels) for each hidden conv / FC layer.
-
-    A conv channel is its filter plus its batch-norm scale and shift: with all three zero the channel
-    outputs exactly 0, so removing it later changes nothing. The output layer keeps its 10 classes.
-    """
-    convs, norms, fcs = _layers(model)
-    units = [(c, [(c, "weight"), (bn, "weight"), (bn, "bias")]) for c, bn in zip(convs, norms, strict=True)]
-    return units + [(fc, [(fc, "weight"), (fc, "bias")]) for fc in fcs[:-1]]
-
-
-def channel_l1(model: nn.Module, amount: float) -> None:
-    """Mask the `amount` fraction of channels with the smallest L1 filter norm in every hidden layer."""
-    for layer, tensors in channel_units(model):
-        norm = layer.weight.detach().flatten(1).abs().sum(1)  # masked channels have norm 0: they stay out
-        n_out = len(norm)
-        drop = torch.argsort(norm, stable=True)[:min(round(amount * n_out), n_out - 1)]
-        keep = torch.ones(n_out)
-        keep[drop] = 0
-        for module, name in tensors:
-            if hasattr(module, f"{name}_mask"):
-                prune.remove(module, name)  # keeps the same Parameter, so the optimizer still updates it
-            shape = [n_out] + [1] * (getattr(module, name).dim() - 1)
-            prune.custom_from_mask(module, name, keep.reshape(shape).expand_as(getattr(module, name)))
-
-
 PRUNERS: dict[str, Callable[[nn.Module, float], None]] = {
-    "global_l1": global_l1, "channel_l1": channel_l1, "layer_l1": layer_l1, "random": random_unstructured}
+    "global_l1": global_l1, "layer_l1": layer_l1, "random": random_unstructured}
 
 
 def make_permanent(model: nn.Module) -> None:
@@ -133,52 +102,12 @@ def make_permanent(model: nn.Module) -> None:
             prune.remove(m, name)
 
 
-def _alive(*tensors: torch.Tensor) -> torch.Tensor:
-    """Indices of output channels where any of the tensors (weight rows, biases) is nonzero."""
-    return torch.nonzero(torch.stack([t.detach().flatten(1).abs().sum(1) if t.dim() > 1 else t.detach().abs()
-                                      for t in tensors]).sum(0)).flatten()
-
-
-def shrink(model: BigCNN) -> BigCNN:
-    """A physically smaller copy without the channels and neurons that output exactly zero.
-
-    Each removed output channel also removes the matching input slice of the next layer (for the first FC
-    layer, that channel's side*side block of the flattened features).
-    """
-    convs, norms, fcs = _layers(model)
-    keep_conv = [_alive(c.weight, bn.weight, bn.bias) for c, bn in zip(convs, norms, strict=True)]
-    keep_fc = [_alive(fc.weight, fc.bias) for fc in fcs[:-1]] + [torch.arange(fcs[-1].out_features)]
-    args = dict(model.model_args, conv_channels=[len(k) for k in keep_conv], hidden=[len(k) for k in keep_fc[:-1]])
-    small = build_model(**args)
-    s_convs, s_norms, s_fcs = _layers(small)
-    with torch.no_grad():
-        keep_in = torch.arange(1)
-        for c, bn, sc, sbn, keep in zip(convs, norms, s_convs, s_norms, keep_conv, strict=True):
-            sc.weight.copy_(c.weight[keep][:, keep_in])
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(sbn, name).copy_(getattr(bn, name)[keep])
-            sbn.num_batches_tracked.copy_(bn.num_batches_tracked)
-            keep_in = keep
-        area = (28 >> len(convs)) ** 2
-        keep_in = (keep_in[:, None] * area + torch.arange(area)).flatten()
-        for fc, sfc, keep in zip(fcs, s_fcs, keep_fc, strict=True):
-            sfc.weight.copy_(fc.weight[keep][:, keep_in])
-            sfc.bias.copy_(fc.bias[keep])
-            keep_in = keep
-    return small
-
-
-def cubic_schedule(amount: float, steps: int) -> list[float]:
-    """Sparsity after each of `steps` prune steps: fast at first, slow near the target (Zhu & Gupta 2017)."""
-    return [amount * (1 - (1 - k / steps) ** 3) for k in range(1, steps + 1)]
-
-
-def layer_sparsity(model: nn.Module, dense_sizes: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Per conv / linear layer: weights left nonzero out of the dense layer's (dense_sizes: before shrink())."""
+def layer_sparsity(model: nn.Module) -> list[dict[str, Any]]:
+    """Per conv / linear layer: weights left nonzero out of the layer's size."""
     rows = []
     for name, m in prunable(model):
         w = m.weight.detach()
-        total = dense_sizes[name] if dense_sizes else w.numel()
+        total = w.numel()
         nz = int(torch.count_nonzero(w))
         rows.append({"layer": name, "params": total, "nonzero": nz, "sparsity": 1 - nz / total})
     return rows
@@ -208,20 +137,17 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
     else:
         schedule = cubic_schedule(cfg.amount, cfg.steps)
 
-        def on_step(step: int, total_steps: int) -> None:
-            # Prune steps are spread evenly over the first `ramp` of fine-tuning; the rest recovers.
-            ramp_steps = max(1, int(cfg.ramp * total_steps))
-            for k, target in enumerate(schedule):
-                if step == k * ramp_steps // len(schedule):
-                    # torch's global pruning flattens weights and masks with .view(), which channels-last conv
-                    # tensors refuse: prune in the default layout, then train on in the fast one. Between prune
-                    # steps the masks hold still, so the sparse enough linear layers train on their kept
-                    # weights only.
-                    sparse.unwrap(model)
-                    model.to(memory_format=torch.contiguous_format)
-                    pruner(model, target)
-                    prepare(model)
-                    sparse.wrap(model)
+        def on_step(step: int, total_steps: int, _opt: torch.optim.Optimizer) -> None:
+            for k in steps_due(step, total_steps, cfg.ramp, len(schedule)):
+                # torch's global pruning flattens weights and masks with .view(), which channels-last conv
+                # tensors refuse: prune in the default layout, then train on in the fast one. Between
+                # prune steps the masks hold still, so the sparse enough linear layers train on their kept
+                # weights only.
+                sparse.unwrap(model)
+                model.to(memory_format=torch.contiguous_format)
+                pruner(model, schedule[k])
+                prepare(model)
+                sparse.wrap(model)
 
         t = params.train
         spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -232,11 +158,7 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
         history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune", on_epoch=on_epoch)
         sparse.unwrap(model)
     make_permanent(model)
-    dense_sizes = {name: m.weight.numel() for name, m in prunable(model)}
-    if cfg.method == "channel_l1":
-        model = shrink(model)
-        print(f"rebuilt smaller: conv {model.model_args['conv_channels']}, FC {model.model_args['hidden']}")
-    rows = layer_sparsity(model, dense_sizes)
+    rows = layer_sparsity(model)
     return model, {"global_sparsity": global_sparsity(rows), "layers": rows}, history
 
 

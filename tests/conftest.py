@@ -33,11 +33,13 @@ TINY: dict[str, Any] = {
               "max_shift": 1.0, "max_rotate": 5.0},
     "prune": {"method": "global_l1", "amount": 0.8, "finetune_epochs": 1, "steps": 3, "ramp": 0.6,
               "lr": 0.001, "batch_size": 64},
+    "channel": {"amount": 0.5, "finetune_epochs": 1, "steps": 2, "ramp": 0.5, "lr": 0.002, "batch_size": 64,
+                "calibration_images": 200},
     "evaluate": {"batch_size": 128, "latency_runs": 5, "throughput_batches": 2},
     "distill": {"student": {"conv_channels": [2, 4], "hidden": [16], "dropout": 0.0}, "epochs": 1,
                 "batch_size": 64, "lr": 0.003, "temperature": 2.0, "alpha": 0.5},
     "compress": {"bits": 8},
-    "bench": {"channel_amount": 0.5, "channel_finetune_epochs": 1, "repeats": 2, "latency_runs": 5,
+    "bench": {"repeats": 2, "latency_runs": 5,
               "throughput_batches": 2, "batch_size": 64, "calibration_images": 200, "pipeline_images": 256},
 }
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from stages import bench, compress
-from stages.common import paths
-from stages.common.config import Params, replace
-from stages.common.io import atomic_write_bytes
+from stages import bench, channel, compress
+from stages.common import forms, paths
+from stages.common.config import Params
+from stages.common.io import atomic_write_bytes, save_checkpoint
+from stages.common.quantize import save_int8
 
 
 def test_csr_linear_computes_what_the_dense_layer_does() -> None:
@@ -17,7 +18,7 @@ def test_csr_linear_computes_what_the_dense_layer_does() -> None:
     layer = nn.Linear(300, 40)
     with torch.no_grad():
         layer.weight[torch.rand_like(layer.weight) < 0.9] = 0
-    sparse = bench.CsrLinear(layer)
+    sparse = forms.CsrLinear(layer)
     for batch in (1, 7):
         x = torch.randn(batch, 300)
         assert torch.allclose(sparse(x), layer(x), atol=1e-5)
@@ -34,6 +35,9 @@ def test_forward_flops_counts_conv_and_linear_layers() -> None:
 @pytest.fixture
 def pipeline(pruned_params: Params) -> Params:
     atomic_write_bytes(paths.COMPRESSED_MODEL, compress.run(pruned_params)[0])
+    model, _ = channel.run(pruned_params)
+    save_checkpoint(paths.CHANNEL_MODEL, model)
+    save_int8(paths.CHANNEL_INT8_MODEL, channel.int8_copy(pruned_params, model), model.model_args)
     return pruned_params
 
 
@@ -53,16 +57,4 @@ def test_bench_measures_every_form_against_dense(pipeline: Params) -> None:
     pipe = result["input_pipeline"]
     assert pipe["this_trainer_ips"] > 0 and pipe["torchvision_dataloader_ips"] > 0
     assert 0 < pipe["train_fraction_of_peak"] < 1.5 and pipe["gemm_peak_gflops"] > 1
-    assert bench.CHANNEL_MODEL.is_file()
     print(bench.table(rows))
-
-
-def test_channel_model_is_reused_until_its_inputs_change(pipeline: Params) -> None:
-    first = bench.channel_model(pipeline)
-    stamp = bench.CHANNEL_MODEL.stat().st_mtime_ns
-    bench.channel_model(pipeline)
-    assert bench.CHANNEL_MODEL.stat().st_mtime_ns == stamp  # reused, not retrained
-    other = replace(pipeline, bench=replace(pipeline.bench, channel_amount=0.25))
-    second = bench.channel_model(other)
-    assert bench.CHANNEL_MODEL.stat().st_mtime_ns != stamp
-    assert sum(p.numel() for p in second.parameters()) > sum(p.numel() for p in first.parameters())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stages import compress
-from stages.common import compression, paths
+from stages.common import compression, forms, paths
 from stages.common.config import Params, replace
 from stages.common.data import load_split
 from stages.common.io import CheckpointError, load_checkpoint
@@ -68,9 +68,9 @@ def test_load_refuses_a_foreign_or_damaged_file(tiny_params: Params, pruned: Pat
     for name, blob in (("torch.bin", pruned.read_bytes()), ("cut.bin", data[:len(data) // 2])):
         (tmp_path / name).write_bytes(blob)
         with pytest.raises(CheckpointError, match=name):
-            compression.load_model(tmp_path / name)
+            forms.load_model(tmp_path / name)
     with pytest.raises(CheckpointError, match="no such compressed model"):
-        compression.load_model(tmp_path / "missing.bin")
+        forms.load_model(tmp_path / "missing.bin")
 
 
 def _range(params: Params, quantizer: str, bits: int) -> Params:
@@ -84,7 +84,7 @@ def test_range_coded_uniform_decodes_to_what_the_lzma_file_does(tiny_params: Par
     data, report = compress.run(_range(tiny_params, "uniform", 8))
     assert data.startswith(compression.RANGE_MAGIC)
     (tmp_path / "m.bin").write_bytes(data)
-    a, b = compression.decode(lzma_data).state_dict(), compression.load_model(tmp_path / "m.bin").state_dict()
+    a, b = compression.decode(lzma_data).state_dict(), forms.load_model(tmp_path / "m.bin").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     parts = sum(report[f"{k}_bits_per_nonzero"] for k in ("positions", "values", "other"))
     assert parts == pytest.approx(report["bits_per_nonzero"])
@@ -111,4 +111,4 @@ def test_damaged_range_file_is_refused(tiny_params: Params, pruned: Path, tmp_pa
     data, _ = compress.run(_range(tiny_params, "kmeans", 4))
     (tmp_path / "cut.bin").write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match="cut.bin"):
-        compression.load_model(tmp_path / "cut.bin")
+        forms.load_model(tmp_path / "cut.bin")

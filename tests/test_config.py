@@ -56,7 +56,7 @@ def test_tiny_params_build() -> None:
     ("distill", "temperature", 0, "distill.temperature"),
     ("distill", "student", {"conv_channels": [8], "hidden": [0], "dropout": 0.0}, "distill.student.hidden"),
     ("compress", "bits", 9, "compress.bits"),
-    ("bench", "channel_amount", 1.0, "bench.channel_amount"),
+    ("channel", "amount", 1.0, "channel.amount"),
 ])
 def test_bad_value_is_rejected_naming_the_key(section: str, key: str, value: object, named: str) -> None:
     raw = tiny_dict()
@@ -102,7 +102,9 @@ BAD_PARAMS = [
     ("prune", _bad("prune", "amount", 1.5), "prune.amount must be a number in [0, 1), got 1.5"),
     ("prune", _bad("prune", "amount", "lots"), "prune.amount must be a number"),
     ("prune", _bad("prune", "method", "magic"),
-     "prune.method must be one of ['global_l1', 'channel_l1', 'layer_l1', 'random']"),
+     "prune.method must be one of ['global_l1', 'layer_l1', 'random']"),
+    ("channel", _bad("channel", "amount", 1.0), "channel.amount must be a number in [0, 1), got 1.0"),
+    ("channel", _bad("channel", "schedule", "step"), "channel.schedule must be cosine or onecycle, got 'step'"),
     ("train", _bad("train", "epochs", 0), "train.epochs must be an integer > 0"),
     ("train", _bad("train", "batch_size", "big"), "train.batch_size must be an integer"),
     ("train", _bad("model", "hidden", [64, -1]), "model.hidden must be a list of positive integers"),
@@ -159,5 +161,5 @@ def test_stage_command_with_bad_params_exits_1_with_one_line(tmp_path: Path, sta
 
 
 def test_a_layer_floor_is_refused_for_methods_that_do_not_rank_globally() -> None:
-    with pytest.raises(ConfigError, match="prune.min_density_ends must be 0 for prune.method channel_l1"):
-        params_from_dict(tiny_dict(prune={"method": "channel_l1", "min_density_ends": 0.2}))
+    with pytest.raises(ConfigError, match="prune.min_density_ends must be 0 for prune.method layer_l1"):
+        params_from_dict(tiny_dict(prune={"method": "layer_l1", "min_density_ends": 0.2}))

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from stages import evaluate, prune, train
+from stages import channel, evaluate, prune, train
 from stages.common import paths, sparse
+from stages.common.channels import kept_widths, l1_keep, prune_channels, widths
+from stages.common.channels import layers as channel_layers
 from stages.common.config import Params, replace
 from stages.common.data import load_split
+from stages.common.forms import load_model
 from stages.common.io import load_checkpoint, save_checkpoint
 from stages.common.live import epoch_logger
-from stages.common.model import build_model
+from stages.common.model import build_model, count_params
+from stages.common.quantize import save_int8
 from stages.common.runtime import seed_everything
 from stages.common.training import FitSpec, fit, score
 
@@ -164,34 +169,64 @@ def test_build_model_refuses_bad_shapes() -> None:
         build_model(conv_channels=[4, 0], hidden=[8])
 
 
-def test_channel_pruning_rebuilds_smaller_layers(tiny_params: Params, trained: Path) -> None:
-    params = replace(tiny_params, prune=replace(tiny_params.prune, method="channel_l1", amount=0.5, steps=2))
-    model, report, _ = prune.run(params, trained)
+def test_channel_stage_rebuilds_smaller_layers_and_an_int8_copy(tiny_params: Params, trained: Path) -> None:
+    model, history = channel.run(tiny_params, trained)
     dense, _ = load_checkpoint(trained)
     # TINY: conv [4, 8] -> [2, 4]; FC [64, 32] -> [32, 16]; the 10 outputs stay.
     assert model.model_args["conv_channels"] == [2, 4] and model.model_args["hidden"] == [32, 16]
     assert model.features[0].weight.shape == (2, 1, 3, 3) and model.features[4].weight.shape == (4, 2, 3, 3)
     assert model.classifier[1].weight.shape == (32, 4 * 7 * 7) and model.classifier[-1].weight.shape == (10, 16)
-    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in dense.parameters()) / 3
-    assert all(int(torch.count_nonzero(p)) > 0 for p in model.parameters())  # nothing is left masked
-    assert report["global_sparsity"] > 0.5  # both sides of a layer shrink
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=False)
-    assert score(model, test)["accuracy"] > 70.0
-    save_checkpoint(paths.PRUNED_MODEL, model)  # the smaller shapes survive a save and load
-    assert load_checkpoint(paths.PRUNED_MODEL)[0].model_args == model.model_args
+    assert count_params(model) < count_params(dense) / 3
+    test = load_split(tiny_params.data.root, train=False, limit=tiny_params.data.test_limit, verify=False)
+    assert history[-1]["test_accuracy"] == score(model, test)["accuracy"] > 70.0
+    save_checkpoint(paths.CHANNEL_MODEL, model)  # the smaller shapes survive a save and load
+    assert load_checkpoint(paths.CHANNEL_MODEL)[0].model_args == model.model_args
+    int8 = channel.int8_copy(tiny_params, model)
+    save_int8(paths.CHANNEL_INT8_MODEL, int8, model.model_args)
+    loaded = load_model(paths.CHANNEL_INT8_MODEL)
+    with torch.inference_mode():
+        assert torch.equal(loaded(test.images), int8(test.images))  # rebuilt without calibration, same bits
+        agree = (int8(test.images).argmax(1) == model.eval()(test.images).argmax(1)).float().mean()
+    assert agree > 0.95
 
 
-def test_shrink_computes_exactly_what_the_masked_model_does(tiny_params: Params, trained: Path) -> None:
+def test_removing_channels_computes_what_zeroing_them_does(tiny_params: Params, trained: Path) -> None:
+    """Zeroing a channel's batch-norm scale and shift (its output is then exactly 0) and a neuron's row and
+    bias gives the same function as cutting them out."""
     model, _ = load_checkpoint(trained)
-    prune.channel_l1(model, 0.6)
-    prune.make_permanent(model)
-    small = prune.shrink(model)
-    x = load_split(tiny_params.data.root, train=False, limit=64, verify=False).images
     model.eval()
-    small.eval()
+    keep = kept_widths(widths(model), 0.6)
+    assert keep == [2, 3, 26, 13]  # round(0.6 * n) removed from 4, 8, 64, 32
+    zeroed = copy.deepcopy(model)
+    convs, norms, fcs = channel_layers(zeroed)
     with torch.no_grad():
-        assert torch.allclose(model(x), small(x), atol=1e-5)
-    assert small.model_args["conv_channels"] == [2, 3]  # round(0.6 * 4) = 2 and round(0.6 * 8) = 5 removed
+        for layer, out, k in zip([*convs, *fcs[:-1]], [*norms, *fcs[:-1]], keep, strict=True):
+            gone = torch.ones(len(layer.weight), dtype=torch.bool)
+            gone[l1_keep(layer.weight, k)] = False
+            out.weight[gone] = 0
+            out.bias[gone] = 0
+    prune_channels(model, keep)
+    assert model.model_args["conv_channels"] == [2, 3] and model.model_args["hidden"] == [26, 13]
+    x = load_split(tiny_params.data.root, train=False, limit=64, verify=False).images
+    with torch.no_grad():
+        assert torch.allclose(model(x), zeroed(x), atol=1e-5)
+
+
+def test_removing_channels_slices_the_optimizer_state_with_them(trained: Path) -> None:
+    model, _ = load_checkpoint(trained)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.rand(8, 1, 28, 28)
+    model(x).sum().backward()
+    opt.step()
+    fc = model.classifier[1]
+    kept = l1_keep(fc.weight, 16)
+    moment = opt.state[fc.weight]["exp_avg"][kept].clone()
+    prune_channels(model, [4, 8, 16, 32], opt)
+    assert set(map(id, opt.param_groups[0]["params"])) == set(map(id, model.parameters()))
+    assert torch.equal(opt.state[fc.weight]["exp_avg"], moment)
+    opt.zero_grad()
+    model(x).sum().backward()  # the smaller layers train on with the same optimizer
+    opt.step()
 
 
 def test_nan_fill_of_new_tensors_changes_no_trained_byte(tiny_params: Params, tmp_path: Path,

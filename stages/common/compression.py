@@ -32,7 +32,7 @@ from .entropy import (
     encode_symbols,
     kmeans_1d,
 )
-from .io import CheckpointError, load_checkpoint
+from .io import CheckpointError
 from .model import BigCNN, build_model, prunable
 
 MAGIC = b"BIGNN-SPARSE-1\n"
@@ -289,8 +289,3 @@ def load_compressed(path: str | Path) -> BigCNN:
         return decode_range(data) if data.startswith(RANGE_MAGIC) else decode(data)
     except (ValueError, KeyError, IndexError, struct.error, lzma.LZMAError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a readable compressed model: {str(exc).splitlines()[0]}") from None
-
-
-def load_model(path: str | Path) -> BigCNN:
-    """Any model file the pipeline writes: a .pth checkpoint or a compressed .bin."""
-    return load_compressed(path) if Path(path).suffix == ".bin" else load_checkpoint(path)[0]

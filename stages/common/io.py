@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,34 @@ def save_checkpoint(path: str | Path, model: BigCNN, **extra: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> tuple[BigCNN, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes; refuse anything else with a readable message."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's dict (tensors only: weights_only=True); refuse anything else with a readable message."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint (run the stage that writes it first)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # int8 tensors come back through torch's own TypedStorage, which warns that it is deprecated.
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a truncated or foreign file
         raise CheckpointError(f"{path} is not a readable checkpoint: {str(exc).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or not {"model_args", "state_dict"} <= set(ckpt):
         raise CheckpointError(f"{path} is not a checkpoint of this pipeline: it needs keys "
                               "'model_args' and 'state_dict'")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> tuple[BigCNN, dict[str, Any]]:
+    """Rebuild the float model a checkpoint describes; refuse anything else with a readable message."""
+    ckpt = read_checkpoint(path)
+    return float_model(ckpt, path), ckpt
+
+
+def float_model(ckpt: dict[str, Any], path: str | Path) -> BigCNN:
+    """The float model of a checkpoint read from `path` (named in errors)."""
+    if "format" in ckpt:
+        raise CheckpointError(f"{path} holds a {ckpt['format']} model, not a float checkpoint")
     try:
         model = build_model(**ckpt["model_args"])
     except (TypeError, ValueError) as exc:
@@ -92,4 +109,4 @@ def load_checkpoint(path: str | Path) -> tuple[BigCNN, dict[str, Any]]:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0:2]
         raise CheckpointError(f"{path}: weights do not fit the model in model_args: {' '.join(first)}") from None
-    return model, ckpt
+    return model

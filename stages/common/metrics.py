@@ -25,12 +25,29 @@ from .model import prunable
 from .training import predict, score_logits
 
 
+def _quantized(m: nn.Module) -> bool:
+    """An int8 conv or linear layer of torch.ao (its weight and bias are methods, not parameters)."""
+    from torch.ao.nn import quantized
+
+    return isinstance(m, (quantized.Conv2d, quantized.Linear))
+
+
+def weights_and_params(model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(conv and linear weights, all parameters) of a float or an int8 model; int8 values as their integers."""
+    weights = [m.weight.detach() for _, m in prunable(model)]
+    params = [p.detach() for p in model.parameters()]
+    for m in filter(_quantized, model.modules()):
+        weights.append(m.weight().int_repr())
+        params += [weights[-1]] + ([m.bias().detach()] if m.bias() is not None else [])
+    return weights, params
+
+
 def size_metrics(model: nn.Module, checkpoint: Path) -> dict[str, float]:
-    weights = [m.weight for _, m in prunable(model)]
+    weights, params = weights_and_params(model)
     w_total = sum(w.numel() for w in weights)
     w_nonzero = sum(int(torch.count_nonzero(w)) for w in weights)
-    return {"params_total": sum(p.numel() for p in model.parameters()),
-            "params_nonzero": sum(int(torch.count_nonzero(p)) for p in model.parameters()),
+    return {"params_total": sum(p.numel() for p in params),
+            "params_nonzero": sum(int(torch.count_nonzero(p)) for p in params),
             # Over conv + linear weights: the set prune.amount refers to.
             "sparsity": 1 - w_nonzero / w_total,
             "checkpoint_bytes": checkpoint.stat().st_size}

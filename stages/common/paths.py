@@ -7,13 +7,18 @@ DENSE_MODEL = MODELS_DIR / "big_model.pth"
 PRUNED_MODEL = MODELS_DIR / "big_model_pruned.pth"
 # The pruned model, sparse + quantized + lzma: a format of this pipeline's own (stages/common/compression.py).
 COMPRESSED_MODEL = MODELS_DIR / "big_model_compressed.bin"
+# Structured pruning (the channel stage): physically smaller layers, float32 and int8.
+CHANNEL_MODEL = MODELS_DIR / "channel.pth"
+CHANNEL_INT8_MODEL = MODELS_DIR / "channel_int8.pth"
 STUDENT_MODEL = MODELS_DIR / "student.pth"
 SCRATCH_MODEL = MODELS_DIR / "student_scratch.pth"
 # ONNX exports of the dense models (the export stage), checked in onnxruntime.
 DENSE_ONNX = MODELS_DIR / "big_model.onnx"
+CHANNEL_ONNX = MODELS_DIR / "channel.onnx"
 STUDENT_ONNX = MODELS_DIR / "student.onnx"
 METRICS_DIR = Path("metrics")
 LAYER_SPARSITY = METRICS_DIR / "layer_sparsity.csv"
+CHANNEL_METRICS = METRICS_DIR / "channel_prune.json"
 PRUNE_METRICS = METRICS_DIR / "prune.json"
 COMPRESS_METRICS = METRICS_DIR / "compress.json"
 EXPORT_METRICS = METRICS_DIR / "export.json"

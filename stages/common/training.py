@@ -78,12 +78,13 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torc
 
 
 def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
-        on_step: Callable[[int, int], None] | None = None, loss_fn: LossFn | None = None,
+        on_step: Callable[[int, int, torch.optim.Optimizer], None] | None = None, loss_fn: LossFn | None = None,
         desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
     """Train with AdamW; returns one row per epoch (train and test loss and accuracy, seconds).
 
-    on_step(step, total_steps) runs before every optimizer step (gradual pruning uses it); on_epoch(row) after
-    every epoch (the stages log it with DVCLive).
+    on_step(step, total_steps, optimizer) runs before every optimizer step (gradual pruning uses it; channel
+    pruning slices the optimizer's state with the layers); on_epoch(row) after every epoch (the stages log it
+    with DVCLive).
     loss_fn(logits, images, labels, idx) replaces the label-smoothed cross-entropy (distillation uses it: a
     teacher either sees the student's augmented images or looks up its targets for those training indices).
     """
@@ -103,7 +104,7 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
         for b in tqdm(range(n_batches), desc=f"{desc} epoch {epoch}/{spec.epochs}", leave=False,
                       mininterval=2.0):
             if on_step is not None:
-                on_step(step, total)
+                on_step(step, total, opt)
             idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
             x = as_input(augment(train.images[idx], spec.max_shift, spec.max_rotate, gen))
             y = train.labels[idx]
