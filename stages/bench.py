@@ -4,7 +4,8 @@
 
 Models: dense; unstructured-pruned with dense kernels; the same with CSR sparse kernels for the linear layers;
 the compressed artifact (rebuilt to dense kernels: it is about bytes on disk); the channel stage's structured
-model and its int8 form; int8 (torch.ao, x86/fbgemm) of dense and pruned. Timings are interleaved round-robin over
+model, its int8 form and the combine stage's file (channel + unstructured + compressed); int8 (torch.ao,
+x86/fbgemm) of dense and pruned. Timings are interleaved round-robin over
 `bench.repeats` rounds and the median is kept, so slow drift on a shared machine hits every model alike.
 
 Also: training images/s of this pipeline's in-memory loop vs a plain torchvision MNIST + DataLoader loop for
@@ -55,7 +56,8 @@ def build_models(params: Params) -> dict[str, tuple[nn.Module, int]]:
     csr = with_csr_linears(pruned)
     models["pruned_csr"] = (csr, serialized_bytes(csr))
     models["compressed"] = (load_model(paths.COMPRESSED_MODEL), paths.COMPRESSED_MODEL.stat().st_size)
-    for name, path in (("channel", paths.CHANNEL_MODEL), ("channel_int8", paths.CHANNEL_INT8_MODEL)):
+    for name, path in (("channel", paths.CHANNEL_MODEL), ("channel_int8", paths.CHANNEL_INT8_MODEL),
+                       ("combined", paths.COMBINED_MODEL)):
         models[name] = (load_model(path), path.stat().st_size)
     for name in ("dense", "pruned"):  # the pipeline writes only the channel model's int8 form
         q = quantize_int8(models[name][0], calib)
@@ -157,7 +159,8 @@ COLUMNS = [("accuracy", "acc %", "{:.2f}"), ("latency_b1_ms", "b1 ms", "{:.3f}")
            ("times_smaller_on_disk", "x smaller", "{:.1f}")]
 
 
-FORMS = ("dense", "pruned", "pruned_csr", "compressed", "channel", "dense_int8", "pruned_int8", "channel_int8")
+FORMS = ("dense", "pruned", "pruned_csr", "compressed", "channel", "combined", "dense_int8", "pruned_int8",
+         "channel_int8")
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:

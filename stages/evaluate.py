@@ -27,7 +27,7 @@ from stages.common.runtime import cli, seed_everything
 from stages.common.training import prepare
 
 MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed": paths.COMPRESSED_MODEL,
-          "channel": paths.CHANNEL_MODEL, "channel_int8": paths.CHANNEL_INT8_MODEL,
+          "channel": paths.CHANNEL_MODEL, "channel_int8": paths.CHANNEL_INT8_MODEL, "combined": paths.COMBINED_MODEL,
           "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
 # Confusion matrices (for `dvc plots`) of these two only.
 CONFUSION = ("dense", "pruned")

@@ -9,6 +9,10 @@ built dense model: its weights do not change its speed.
 `--sparse-linear` times each FC layer of params.yaml's model instead, masked to several densities: the dense
 masked product (what torch's pruning hook computes) against sparse.SparseLinear (kept weights only), the
 measurement behind sparse.MAX_DENSITY.
+
+`--latency-floor` times one image through params.yaml's architecture with every hidden layer cut to a fraction
+of its channels (fresh weights: they do not change the speed), the way evaluate times a model: how far
+removing channels can lower batch-1 latency in eager PyTorch, where each op has a fixed cost.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 from stages.common import sparse, training
 from stages.common.config import Params, load_params
 from stages.common.data import Split, augment, load_split
+from stages.common.metrics import median_seconds
 from stages.common.model import build_model, model_args_from
 from stages.common.runtime import seed_everything
 from stages.common.training import as_input, prepare, score
@@ -154,6 +159,23 @@ def run(params: Params, steps: int, fill_uninitialized: bool = False) -> dict[st
                                                                  fill_uninitialized)}
 
 
+LATENCY_KEEP = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
+
+
+@torch.inference_mode()
+def latency_by_width(params: Params, keep: Sequence[float] = LATENCY_KEEP, runs: int = 300) -> list[dict]:
+    """Batch-1 latency (median of `runs`) of the architecture with each hidden layer at `keep` of its width."""
+    conv, hidden = params.model.conv_channels, params.model.hidden
+    x = torch.rand(1, 1, 28, 28)
+    rows = []
+    for fraction in keep:
+        widths = [max(1, round(fraction * n)) for n in (*conv, *hidden)]
+        model = prepare(build_model(widths[:len(conv)], widths[len(conv):])).eval()
+        rows.append({"kept": fraction, "conv_channels": widths[:len(conv)], "hidden": widths[len(conv):],
+                     "latency_b1_ms": 1000 * median_seconds(lambda m=model: m(x), runs, warmup=20)})
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60, help="profiled training steps per model (scaled to an epoch)")
@@ -163,8 +185,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="let deterministic mode fill new tensors with NaN (the stages turn it off)")
     ap.add_argument("--sparse-linear", action="store_true",
                     help="instead: time each FC layer masked-dense vs on its kept weights only, by density")
+    ap.add_argument("--latency-floor", action="store_true",
+                    help="instead: batch-1 latency of the architecture with every hidden layer narrowed")
     args = ap.parse_args(argv)
     params = load_params()
+    if args.latency_floor:
+        seed_everything(params.seed, params.threads, params.kernels)
+        for row in latency_by_width(params, runs=params.evaluate.latency_runs):
+            print(f"  {row['kept']:7.2%} of the channels: conv {row['conv_channels']}, FC {row['hidden']}: "
+                  f"{row['latency_b1_ms']:.3f} ms")
+        return
     if args.sparse_linear:
         seed_everything(params.seed, params.threads, params.kernels)
         side = 28 >> len(params.model.conv_channels)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from stages import bench, channel, compress
+from stages import bench, channel, combine, compress
 from stages.common import forms, paths
 from stages.common.config import Params
 from stages.common.io import atomic_write_bytes, save_checkpoint
@@ -38,6 +38,7 @@ def pipeline(pruned_params: Params) -> Params:
     model, _ = channel.run(pruned_params)
     save_checkpoint(paths.CHANNEL_MODEL, model)
     save_int8(paths.CHANNEL_INT8_MODEL, channel.int8_copy(pruned_params, model), model.model_args)
+    atomic_write_bytes(paths.COMBINED_MODEL, combine.run(pruned_params)[0])
     return pruned_params
 
 
@@ -54,6 +55,7 @@ def test_bench_measures_every_form_against_dense(pipeline: Params) -> None:
     assert rows["compressed"]["checkpoint_bytes"] < rows["pruned"]["checkpoint_bytes"] / 3
     assert rows["dense_int8"]["checkpoint_bytes"] < rows["dense"]["checkpoint_bytes"] / 2
     assert rows["channel"]["checkpoint_bytes"] < rows["dense"]["checkpoint_bytes"]
+    assert rows["combined"]["checkpoint_bytes"] < rows["channel"]["checkpoint_bytes"] / 3
     pipe = result["input_pipeline"]
     assert pipe["this_trainer_ips"] > 0 and pipe["torchvision_dataloader_ips"] > 0
     assert 0 < pipe["train_fraction_of_peak"] < 1.5 and pipe["gemm_peak_gflops"] > 1

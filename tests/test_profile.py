@@ -38,3 +38,10 @@ def test_sparse_linear_timings_cover_every_density() -> None:
     rows = profile.sparse_linear_timings(64, 16, 8, densities=(0.05, 0.5), reps=2)
     assert [r["density"] for r in rows] == [0.05, 0.5]
     assert all(r["dense_ms"] > 0 and r["sparse_ms"] > 0 for r in rows)
+
+
+def test_latency_floor_narrows_every_hidden_layer(tiny_params: Params) -> None:
+    rows = profile.latency_by_width(tiny_params, keep=(1.0, 0.5, 0.01), runs=3)
+    assert [r["conv_channels"] for r in rows] == [[4, 8], [2, 4], [1, 1]]
+    assert [r["hidden"] for r in rows] == [[64, 32], [32, 16], [1, 1]]
+    assert all(r["latency_b1_ms"] > 0 for r in rows)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages import channel, evaluate, prune, train
+from stages import channel, combine, evaluate, prune, train
 from stages.common import paths, sparse
 from stages.common.channels import kept_widths, l1_keep, prune_channels, widths
 from stages.common.channels import layers as channel_layers
@@ -188,6 +188,20 @@ def test_channel_stage_rebuilds_smaller_layers_and_an_int8_copy(tiny_params: Par
         assert torch.equal(loaded(test.images), int8(test.images))  # rebuilt without calibration, same bits
         agree = (int8(test.images).argmax(1) == model.eval()(test.images).argmax(1)).float().mean()
     assert agree > 0.95
+
+
+def test_combine_prunes_the_channel_model_and_compresses_it(tiny_params: Params, trained: Path,
+                                                            tmp_path: Path) -> None:
+    small, _ = channel.run(tiny_params, trained)
+    save_checkpoint(tmp_path / "channel.pth", small)
+    data, report = combine.run(tiny_params, tmp_path / "channel.pth", trained)
+    assert report["global_sparsity"] == pytest.approx(tiny_params.combined.amount, abs=1e-3)
+    assert report["bytes"] == len(data) and report["times_smaller_than_dense"] == trained.stat().st_size / len(data)
+    (tmp_path / "combined.bin").write_bytes(data)
+    model = load_model(tmp_path / "combined.bin")
+    assert model.model_args["conv_channels"] == small.model_args["conv_channels"]  # the channel model's shapes
+    test = load_split(tiny_params.data.root, train=False, limit=tiny_params.data.test_limit, verify=False)
+    assert score(model, test)["accuracy"] > 70.0
 
 
 def test_removing_channels_computes_what_zeroing_them_does(tiny_params: Params, trained: Path) -> None:

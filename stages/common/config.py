@@ -265,6 +265,10 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
+    # The combine stage prunes the channel model unstructured with these (prune's keys; those left out take
+    # these defaults): 80% of its weights, two epochs of learning-rate rewinding.
+    combined: PruneConfig = field(default_factory=lambda: PruneConfig(amount=0.8, finetune_epochs=2, ramp=0.25,
+                                                                      lr=4e-3, schedule="onecycle"))
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
@@ -319,7 +323,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return obj
 
 
-SECTIONS = ("data", "model", "train", "prune", "channel", "evaluate", "distill", "compress", "bench")
+SECTIONS = ("data", "model", "train", "prune", "channel", "combined", "evaluate", "distill", "compress", "bench")
 
 
 def params_from_dict(raw: Any) -> Params:

@@ -10,6 +10,8 @@ COMPRESSED_MODEL = MODELS_DIR / "big_model_compressed.bin"
 # Structured pruning (the channel stage): physically smaller layers, float32 and int8.
 CHANNEL_MODEL = MODELS_DIR / "channel.pth"
 CHANNEL_INT8_MODEL = MODELS_DIR / "channel_int8.pth"
+# The channel model pruned unstructured and compressed (the combine stage), in the compressed format.
+COMBINED_MODEL = MODELS_DIR / "combined.bin"
 STUDENT_MODEL = MODELS_DIR / "student.pth"
 SCRATCH_MODEL = MODELS_DIR / "student_scratch.pth"
 # ONNX exports of the dense models (the export stage), checked in onnxruntime.
@@ -19,6 +21,7 @@ STUDENT_ONNX = MODELS_DIR / "student.onnx"
 METRICS_DIR = Path("metrics")
 LAYER_SPARSITY = METRICS_DIR / "layer_sparsity.csv"
 CHANNEL_METRICS = METRICS_DIR / "channel_prune.json"
+COMBINE_METRICS = METRICS_DIR / "combine.json"
 PRUNE_METRICS = METRICS_DIR / "prune.json"
 COMPRESS_METRICS = METRICS_DIR / "compress.json"
 EXPORT_METRICS = METRICS_DIR / "export.json"
