@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages import export, predict
+from stages import channel, export, predict
 from stages.common import paths
 from stages.common.config import Params
 from stages.common.data import load_split
-from stages.common.io import load_checkpoint
+from stages.common.io import load_checkpoint, save_checkpoint
 from stages.common.onnx_model import run_logits, session, to_onnx
+from stages.common.quantize import save_int8
 from tests.test_predict import draw_seven
 
 
@@ -53,3 +54,13 @@ def test_predict_reads_onnx_like_the_checkpoint(pruned_params: Params, tmp_path:
         predict.predict_file(tmp_path / "d.png", bad)
     with pytest.raises(FileNotFoundError, match="missing.onnx: no such model file"):
         predict.predict_file(tmp_path / "d.png", tmp_path / "missing.onnx")
+
+
+def test_ort_int8_check_compares_onnxruntime_int8_with_torch_int8(pruned_params: Params) -> None:
+    model, _ = channel.run(pruned_params)
+    save_checkpoint(paths.CHANNEL_MODEL, model)
+    save_int8(paths.CHANNEL_INT8_MODEL, channel.int8_copy(pruned_params, model), model.model_args)
+    report = export.ort_int8_check(pruned_params)
+    assert report["ort_int8"]["onnx_bytes"] < report["float"]["onnx_bytes"]
+    for row in report.values():
+        assert 0.5 < row["top1_agreement_with_torch_int8"] <= 1.0 and row["latency_b1_ms"] > 0

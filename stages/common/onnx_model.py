@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -53,3 +54,32 @@ def run_logits(sess: ort.InferenceSession, images: torch.Tensor, batch_size: int
     name = sess.get_inputs()[0].name
     return torch.from_numpy(np.concatenate([sess.run(None, {name: x[i:i + batch_size]})[0]
                                             for i in range(0, len(x), batch_size)]))
+
+
+def ort_int8(data: bytes, calibration: torch.Tensor, batch_size: int = 250) -> bytes:
+    """onnxruntime's own static int8 of a float ONNX model (QDQ format, per-channel int8 weights, uint8
+    activations with ranges from the calibration images)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    images = calibration.numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"image": images[i:i + batch_size]} for i in range(0, len(images), batch_size)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(data)
+        # It logs "consider pre-processing before quantization" (shape inference): this model's shapes are static.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
+        return dst.read_bytes()
