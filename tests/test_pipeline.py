@@ -68,8 +68,10 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     columns = re.search(r"^EXP_COLUMNS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).replace("$$", "$")
     header = sh(repo, "dvc", "exp", "show", "--md", "--drop", ".*", "--keep", columns).splitlines()[0]
     names = [c.strip() for c in header.strip("|").split("|")]
-    assert {"Experiment", "prune.amount", "metrics/pruned.json:accuracy", "times_smaller_than_dense",
-            "bits_per_nonzero"} <= set(names) and len(names) <= 15
+    assert {"Experiment", "prune.amount", "channel.amount", "metrics/pruned.json:accuracy",
+            "metrics/channel.json:accuracy", "metrics/compress.json:times_smaller_than_dense",
+            "metrics/combine.json:times_smaller_than_dense", "metrics/compress.json:bits_per_nonzero",
+            } <= set(names) and len(names) <= 15
 
 
 def test_channel_stage_writes_smaller_models_and_runs_its_own_experiments(repo: Path) -> None:
