@@ -86,6 +86,17 @@ class TrainConfig:
         _require(0 <= self.max_rotate <= 45, f"{p}.max_rotate", "degrees in [0, 45]", self.max_rotate)
 
 
+def _validate_finetune(cfg: Any, p: str) -> None:
+    """The fine-tuning keys the prune and channel sections share."""
+    _require(cfg.finetune_epochs >= 0, f"{p}.finetune_epochs", "an integer >= 0", cfg.finetune_epochs)
+    _require(cfg.steps >= 1, f"{p}.steps", "an integer >= 1", cfg.steps)
+    _require(0 < cfg.ramp <= 1, f"{p}.ramp", "a number in (0, 1]", cfg.ramp)
+    _require(cfg.lr > 0, f"{p}.lr", "a number > 0", cfg.lr)
+    _require(cfg.schedule in ("cosine", "onecycle"), f"{p}.schedule", "cosine or onecycle", cfg.schedule)
+    _require(cfg.batch_size > 0, f"{p}.batch_size", "an integer > 0", cfg.batch_size)
+    _require(cfg.seed >= 0, f"{p}.seed", "an integer >= 0", cfg.seed)
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     method: str = "global_l1"
@@ -121,13 +132,7 @@ class PruneConfig:
     def validate(self, p: str) -> None:
         _require(self.method in self.METHODS, f"{p}.method", f"one of {list(self.METHODS)}", self.method)
         _require(0 <= self.amount < 1, f"{p}.amount", "a number in [0, 1)", self.amount)
-        _require(self.finetune_epochs >= 0, f"{p}.finetune_epochs", "an integer >= 0", self.finetune_epochs)
-        _require(self.steps >= 1, f"{p}.steps", "an integer >= 1", self.steps)
-        _require(0 < self.ramp <= 1, f"{p}.ramp", "a number in (0, 1]", self.ramp)
-        _require(self.lr > 0, f"{p}.lr", "a number > 0", self.lr)
-        _require(self.schedule in ("cosine", "onecycle"), f"{p}.schedule", "cosine or onecycle", self.schedule)
-        _require(self.batch_size > 0, f"{p}.batch_size", "an integer > 0", self.batch_size)
-        _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
+        _validate_finetune(self, p)
         _require(0 <= self.min_density_ends <= 1, f"{p}.min_density_ends", "a number in [0, 1]",
                  self.min_density_ends)
         _require(self.min_density_ends == 0 or self.method in ("global_l1", "random"), f"{p}.min_density_ends",
@@ -158,13 +163,7 @@ class ChannelConfig:
 
     def validate(self, p: str) -> None:
         _require(0 <= self.amount < 1, f"{p}.amount", "a number in [0, 1)", self.amount)
-        _require(self.finetune_epochs >= 0, f"{p}.finetune_epochs", "an integer >= 0", self.finetune_epochs)
-        _require(self.steps >= 1, f"{p}.steps", "an integer >= 1", self.steps)
-        _require(0 < self.ramp <= 1, f"{p}.ramp", "a number in (0, 1]", self.ramp)
-        _require(self.lr > 0, f"{p}.lr", "a number > 0", self.lr)
-        _require(self.schedule in ("cosine", "onecycle"), f"{p}.schedule", "cosine or onecycle", self.schedule)
-        _require(self.batch_size > 0, f"{p}.batch_size", "an integer > 0", self.batch_size)
-        _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
+        _validate_finetune(self, p)
         _require(self.calibration_images > 0, f"{p}.calibration_images", "an integer > 0",
                  self.calibration_images)
 
