@@ -26,6 +26,8 @@ def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: P
     assert report["onnxruntime"]["latency_b1_ms"] > 0 and report["onnx_bytes"] == len(data)
     model = load_checkpoint(paths.DENSE_MODEL)[0].eval()
     assert to_onnx(model) == data  # same bytes every time: DVC's hash of the file is stable
+    # ... and in any checkout: no absolute path of this one inside (the exporter's stack traces carry them).
+    assert str(Path(export.__file__).resolve().parents[1]).encode() not in data and b"model.py" not in data
     # Any batch size, not only the example's.
     test = load_split(pruned_params.data.root, train=False, limit=7, verify=False)
     sess = session(data, threads=1)

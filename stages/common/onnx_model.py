@@ -16,6 +16,7 @@ from torch import nn
 
 # ONNX opset of the export; onnxruntime 1.32 runs up to 23.
 OPSET = 18
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
 
 
 def to_onnx(model: nn.Module) -> bytes:
@@ -30,7 +31,14 @@ def to_onnx(model: nn.Module) -> bytes:
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET, verbose=False,
                                     input_names=["image"], output_names=["logits"],
                                     dynamic_shapes=({0: batch},), optimize=True)
-    return program.model_proto.SerializeToString()
+    proto = program.model_proto
+    for node in proto.graph.node:
+        # The exporter records each node's Python stack trace, with absolute file paths: the same model
+        # exported from another checkout would get other bytes. Its other metadata names modules, not files.
+        kept = [p for p in node.metadata_props if p.key != STACK_TRACE]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    return proto.SerializeToString()
 
 
 def session(model: bytes | str | Path, threads: int) -> ort.InferenceSession:
