@@ -7,6 +7,7 @@ activations), and the machine every timing comes from is written beside them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from stages.common.training import prepare
 MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed": paths.COMPRESSED_MODEL,
           "channel": paths.CHANNEL_MODEL, "channel_int8": paths.CHANNEL_INT8_MODEL, "combined": paths.COMBINED_MODEL,
           "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
+# Every evaluated model's accuracy, bytes and batch-1 latency, one row each (the accuracy-per-byte plots).
+FRONTIER = paths.METRICS_DIR / "frontier.csv"
 # Confusion matrices (for `dvc plots`) of these two only.
 CONFUSION = ("dense", "pruned")
 
@@ -67,6 +70,20 @@ def main() -> None:
             write_csv(paths.METRICS_DIR / f"confusion_{name}.csv",
                       [{"actual": a, "predicted": p} for a, p in zip(result["labels"], model["preds"], strict=True)])
     write_json(paths.MACHINE_METRICS, result["machine"])
+    write_csv(FRONTIER, frontier_rows(result))
+
+
+def frontier_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model for the accuracy-per-byte and per-millisecond plots; log10 columns, because the
+    sizes span 17 MB to 50 KB and DVC's scatter template draws linear axes."""
+    rows = []
+    for name, model in result["models"].items():
+        m = model["metrics"]
+        rows.append({"model": name, "accuracy": m["accuracy"], "checkpoint_bytes": m["checkpoint_bytes"],
+                     "log10_bytes": round(math.log10(m["checkpoint_bytes"]), 4),
+                     "latency_b1_ms": round(m["latency_b1_ms"], 4),
+                     "log10_latency_ms": round(math.log10(m["latency_b1_ms"]), 4)})
+    return rows
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from stages import sweep
+from stages import evaluate, sweep
 from tests.dvc_repo import ROOT, assert_restored, make_repo, outputs, run, sh
 
 
@@ -50,6 +50,8 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     out = sh(repo, "dvc", "plots", "show", "--json")  # the JSON, then a warning line when a plot failed
     plots = json.loads(out[:out.rindex("}") + 1])
     assert "metrics/live/train/plots/metrics/test_accuracy.tsv" in json.dumps(plots)
+    frontier = (repo / "metrics" / "frontier.csv").read_text().splitlines()  # one row per evaluated model
+    assert len(frontier) == 1 + len(evaluate.MODELS) and "metrics/frontier.csv" in json.dumps(plots)
     # The only plot that cannot render yet is the sweep's, whose CSV `python -m stages.sweep` writes.
     assert {e.get("source") for e in plots.get("errors", [])} <= {"metrics/sweep.csv"}
     assert "up to date" in sh(repo, "dvc", "status")
