@@ -17,13 +17,13 @@ from stages.common import paths
 from stages.common.channels import kept_widths, prune_channels, widths
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
-from stages.common.gradual import cubic_schedule, steps_due
+from stages.common.gradual import gradual_fit
 from stages.common.io import load_checkpoint, save_checkpoint, write_json
 from stages.common.live import EpochLogger, epoch_logger
 from stages.common.model import BigCNN, count_params
 from stages.common.quantize import quantize_int8, save_int8
 from stages.common.runtime import cli, seed_everything
-from stages.common.training import FitSpec, fit, score
+from stages.common.training import score
 
 
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,
@@ -40,18 +40,9 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
         if on_epoch is not None:
             on_epoch(history[0])
         return model, history
-    schedule = cubic_schedule(cfg.amount, cfg.steps)
-
-    def on_step(step: int, total_steps: int, opt: torch.optim.Optimizer) -> None:
-        for k in steps_due(step, total_steps, cfg.ramp, len(schedule)):
-            prune_channels(model, kept_widths(dense, schedule[k]), opt)
-
-    t = params.train
-    spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
-                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
-                   schedule=cfg.schedule)
-    train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
-    history = fit(model, train, test, spec, gen, on_step=on_step, desc="channel fine-tune", on_epoch=on_epoch)
+    history = gradual_fit(model, params, cfg,
+                          lambda target, opt: prune_channels(model, kept_widths(dense, target), opt),
+                          test, gen, "channel fine-tune", on_epoch)
     return model, history
 
 

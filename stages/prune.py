@@ -20,12 +20,12 @@ from torch.nn.utils import prune
 from stages.common import paths, sparse
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
-from stages.common.gradual import cubic_schedule, steps_due
+from stages.common.gradual import gradual_fit
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
 from stages.common.live import EpochLogger, epoch_logger
 from stages.common.model import prunable
 from stages.common.runtime import cli, seed_everything
-from stages.common.training import FitSpec, fit, prepare, score
+from stages.common.training import prepare, score
 
 
 def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -135,27 +135,17 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
         if on_epoch is not None:
             on_epoch(history[0])
     else:
-        schedule = cubic_schedule(cfg.amount, cfg.steps)
+        def prune_to(target: float, _opt: torch.optim.Optimizer) -> None:
+            # torch's global pruning flattens weights and masks with .view(), which channels-last conv tensors
+            # refuse: prune in the default layout, then train on in the fast one. Between prune steps the masks
+            # hold still, so the sparse enough linear layers train on their kept weights only.
+            sparse.unwrap(model)
+            model.to(memory_format=torch.contiguous_format)
+            pruner(model, target)
+            prepare(model)
+            sparse.wrap(model)
 
-        def on_step(step: int, total_steps: int, _opt: torch.optim.Optimizer) -> None:
-            for k in steps_due(step, total_steps, cfg.ramp, len(schedule)):
-                # torch's global pruning flattens weights and masks with .view(), which channels-last conv
-                # tensors refuse: prune in the default layout, then train on in the fast one. Between
-                # prune steps the masks hold still, so the sparse enough linear layers train on their kept
-                # weights only.
-                sparse.unwrap(model)
-                model.to(memory_format=torch.contiguous_format)
-                pruner(model, schedule[k])
-                prepare(model)
-                sparse.wrap(model)
-
-        t = params.train
-        spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                       weight_decay=t.weight_decay, label_smoothing=t.label_smoothing,
-                       max_shift=t.max_shift, max_rotate=t.max_rotate, schedule=cfg.schedule)
-        train = load_split(params.data.root, train=True, limit=params.data.train_limit,
-                           verify=params.data.verify)
-        history = fit(model, train, test, spec, gen, on_step=on_step, desc="fine-tune", on_epoch=on_epoch)
+        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch)
         sparse.unwrap(model)
     make_permanent(model)
     rows = layer_sparsity(model)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stages import channel, combine, evaluate, prune, train
-from stages.common import paths, sparse
+from stages.common import gradual, paths, sparse
 from stages.common.channels import kept_widths, l1_keep, prune_channels, widths
 from stages.common.channels import layers as channel_layers
 from stages.common.config import Params, replace
@@ -95,7 +95,7 @@ def test_first_and_last_layers_keep_their_floor(tiny_params: Params, trained: Pa
 
 
 def test_cubic_schedule_rises_to_exactly_the_target() -> None:
-    s = prune.cubic_schedule(0.98, 10)
+    s = gradual.cubic_schedule(0.98, 10)
     assert s[-1] == pytest.approx(0.98) and all(a < b for a, b in zip(s, s[1:], strict=False))
     assert s[0] > 0.98 / 10  # cubic: most of the pruning happens early
 
@@ -313,13 +313,13 @@ def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> No
 def test_prune_schedule_shapes_the_fine_tuning_rate(pruned_params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
     """prune.schedule reaches fit(): onecycle (learning-rate rewinding) or the default cosine."""
     seen = []
-    real_fit = prune.fit
+    real_fit = gradual.fit  # prune's fine-tune runs through gradual.gradual_fit
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append(args[3].schedule)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(prune, "fit", spy)
+    monkeypatch.setattr(gradual, "fit", spy)
     for schedule in ("cosine", "onecycle"):
         prune.run(replace(pruned_params, prune=replace(pruned_params.prune, finetune_epochs=1, schedule=schedule)))
     assert seen == ["cosine", "onecycle"]

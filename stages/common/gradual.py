@@ -1,6 +1,17 @@
-"""Gradual pruning's timetable, shared by unstructured (prune) and structured (channel) pruning."""
+"""Gradual pruning while fine-tuning, shared by unstructured (prune, combine) and structured (channel) pruning:
+the timetable, and the fine-tune that calls each stage's own prune step on it."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import Params
+from .data import Split, load_split
+from .training import FitSpec, fit
 
 
 def cubic_schedule(amount: float, steps: int) -> list[float]:
@@ -14,3 +25,23 @@ def steps_due(step: int, total_steps: int, ramp: float, n_steps: int) -> list[in
     several on one step."""
     ramp_steps = max(1, int(ramp * total_steps))
     return [k for k in range(n_steps) if step == k * ramp_steps // n_steps]
+
+
+def gradual_fit(model: nn.Module, params: Params, cfg: Any, prune_to: Callable[[float, torch.optim.Optimizer], None],
+                test: Split, gen: torch.Generator, desc: str,
+                on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+    """Fine-tune `model` with cfg's keys (prune's or channel's: amount, finetune_epochs, steps, ramp, lr,
+    schedule, batch_size) and training's loss and augmentation; prune_to(target, optimizer) runs at each step
+    of the cubic schedule. Returns fit()'s history."""
+    schedule = cubic_schedule(cfg.amount, cfg.steps)
+
+    def on_step(step: int, total_steps: int, opt: torch.optim.Optimizer) -> None:
+        for k in steps_due(step, total_steps, cfg.ramp, len(schedule)):
+            prune_to(schedule[k], opt)
+
+    t = params.train
+    spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
+                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
+                   schedule=cfg.schedule)
+    train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
+    return fit(model, train, test, spec, gen, on_step=on_step, desc=desc, on_epoch=on_epoch)
