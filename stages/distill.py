@@ -42,9 +42,9 @@ def teacher_loss(teacher: nn.Module, params: Params, train: Split) -> LossFn:
 
 def train_student(params: Params, teacher: nn.Module | None,
                   on_epoch: EpochLogger | None = None) -> tuple[nn.Module, History]:
-    """One student from the same seed; with teacher=None it is the from-scratch control."""
+    """One student from distill.seed; with teacher=None it is the from-scratch control."""
     cfg, t = params.distill, params.train
-    gen = seed_everything(params.seed, params.threads, params.kernels)
+    gen = seed_everything(cfg.seed, params.threads, params.kernels)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     student = build_model(**model_args_from(cfg.student))

@@ -36,6 +36,7 @@ def test_tiny_params_build() -> None:
     ("prune", "finetune_epochs", -1, "prune.finetune_epochs"),
     ("prune", "ramp", 0.0, "prune.ramp"),
     ("prune", "seed", -1, "prune.seed"),
+    ("distill", "seed", -1, "distill.seed"),
     ("prune", "min_density_ends", 1.5, "prune.min_density_ends"),
     ("prune", "schedule", "linear", "prune.schedule"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),

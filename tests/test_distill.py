@@ -58,6 +58,9 @@ def test_stage_trains_student_and_control_from_the_same_start(tiny_params: Param
     again, _ = distill.train_student(params, None)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), scratch.state_dict().values(),
                                                   strict=True))
+    # distill.seed alone (the global seed, which retrains the teacher, unchanged) gives another student.
+    other, _ = distill.train_student(replace(params, distill=replace(params.distill, seed=1)), None)
+    assert not torch.equal(other.classifier[-1].weight, scratch.classifier[-1].weight)
 
 
 def test_cached_soft_targets_are_the_teachers_outputs_on_the_plain_images(tiny_params: Params) -> None:

@@ -201,6 +201,9 @@ class DistillConfig:
     # cached: one teacher pass over the plain training images before training; each augmented image gets its
     # original's soft targets (a +-2 px, +-10 degree warp barely moves the teacher's output).
     soft_targets: str = "cached"
+    # Seeds both students' initialization, data order and augmentation (the teacher is fixed): a seed sweep is a
+    # `dvc exp run --queue -S distill.seed=...` that reuses the one trained dense model.
+    seed: int = 0
 
     SOFT_TARGETS = ("cached", "live")
 
@@ -212,6 +215,7 @@ class DistillConfig:
         _require(self.lr > 0, f"{p}.lr", "a number > 0", self.lr)
         _require(0 < self.temperature <= 100, f"{p}.temperature", "a number in (0, 100]", self.temperature)
         _require(0 <= self.alpha <= 1, f"{p}.alpha", "a number in [0, 1]", self.alpha)
+        _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
 
 
 @dataclass(frozen=True)
