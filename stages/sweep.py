@@ -67,13 +67,15 @@ def start_queue(jobs: int, cwd: str | None = None) -> None:
         raise RuntimeError(f"dvc queue start -j {jobs} failed (exit {res.returncode}); see `dvc queue logs`")
 
 
-def run_queue(cmd: list[str], jobs: int = 1) -> None:
-    # Removing the earlier sweep's experiments first: DVC numbers the new ones from 1 again, and the table
-    # must hold only this sweep's.
-    old = [n for n, _ in experiments(json.loads(_dvc("exp", "show", "--json"))) if n.startswith("sweep-")]
+def run_queue(cmds: Sequence[list[str]], jobs: int = 1, prefix: str = "sweep-") -> None:
+    """Queue each command, run the queue with `jobs` workers and wait for it to empty."""
+    # Removing the earlier sweep's experiments first: DVC numbers the new ones from 1 again (and refuses a name
+    # twice), and the table must hold only this sweep's.
+    old = [n for n, _ in experiments(json.loads(_dvc("exp", "show", "--json"))) if n.startswith(prefix)]
     if old:
         _dvc("exp", "remove", *old, check=False)
-    subprocess.run(cmd, check=True)
+    for cmd in cmds:
+        subprocess.run(cmd, check=True)
     start_queue(jobs)
     while True:
         time.sleep(10)
@@ -142,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.collect_only:
         check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
-        run_queue(queue_command(args.amounts, args.seeds, args.set), args.jobs)
+        run_queue([queue_command(args.amounts, args.seeds, args.set)], args.jobs)
     print(markdown(collect()))
 
 

@@ -1,0 +1,204 @@
+"""Every method at several settings and seeds, as queued DVC experiments: which gives the smallest file and
+the fastest model for an accuracy budget (not a pipeline stage).
+
+    python -m stages.frontier                 # queue 3 settings x 3 seeds, run them one at a time (~35 min on
+                                              # 2 cores), write metrics/frontier_sweep.csv and metrics/frontier.png
+    python -m stages.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
+
+Each experiment sets one size per method at once (prune.amount, channel.amount, combined.amount, the student's
+shape) and one seed for all of them (prune.seed, channel.seed, combined.seed, distill.seed), and runs up to
+`evaluate`: the dense model comes from the DVC cache, never retrained, and export is skipped. Every evaluated
+model of an experiment is one point; the points of one method and setting are averaged over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stages.common import paths
+from stages.common.config import load_params
+from stages.common.io import write_csv
+from stages.common.runtime import cli
+from stages.sweep import _dvc, check_cores, experiments, markdown, run_queue
+
+PREFIX = "frontier-"
+# One size per method in each experiment, from the largest cut-back to the smallest. {} is params.yaml's own:
+# prune 95%, channel 75%, combined 80% of the channel model, the 98,554-parameter student.
+SETTINGS: tuple[Mapping[str, str], ...] = (
+    {"prune.amount": "0.9", "channel.amount": "0.5", "combined.amount": "0.7", "distill.student.hidden": "[48]"},
+    {},
+    {"prune.amount": "0.98", "channel.amount": "0.875", "combined.amount": "0.9",
+     "distill.student.conv_channels": "[8,16,32]", "distill.student.hidden": "[64]"},
+)
+SEEDS = (0, 1, 2)
+# The stages' own seeds: none of them retrains the dense model (the top-level `seed` would).
+SEED_KEYS = ("prune.seed", "channel.seed", "combined.seed", "distill.seed")
+# Each method on the picture: the metrics file evaluate writes for it, and the params that set its size.
+STUDENT = ("distill.student.conv_channels", "distill.student.hidden")
+METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "unstructured + compressed": ("metrics/compressed.json", ("prune.amount",)),
+    "channel": ("metrics/channel.json", ("channel.amount",)),
+    "channel int8": ("metrics/channel_int8.json", ("channel.amount",)),
+    "channel + unstructured + compressed": ("metrics/combined.json", ("channel.amount", "combined.amount")),
+    "student (distilled)": ("metrics/student.json", STUDENT),
+    "student alone": ("metrics/student_scratch.json", STUDENT),
+}
+FRONTIER_CSV = paths.METRICS_DIR / "frontier_sweep.csv"
+FRONTIER_PNG = paths.METRICS_DIR / "frontier.png"
+LEVELS = (99.5, 99.4, 99.3, 99.0)
+
+
+def queue_commands(settings: Sequence[Mapping[str, str]] = SETTINGS, seeds: Sequence[int] = SEEDS,
+                   target: str = "evaluate") -> list[list[str]]:
+    """One `dvc exp run --queue` per setting and seed, named frontier-<setting>-<seed>."""
+    cmds = []
+    for i, setting in enumerate(settings, start=1):
+        for seed in seeds:
+            sets = {**setting, **{key: str(seed) for key in SEED_KEYS}}
+            cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{PREFIX}{i}-{seed}",
+                         *[arg for kv in sets.items() for arg in ("-S", "=".join(kv))], target])
+    return cmds
+
+
+def _param(params: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for key in dotted.split("."):
+        value = value[key]
+    return value
+
+
+def setting_label(params: Mapping[str, Any], keys: Sequence[str]) -> str:
+    if keys == STUDENT:
+        conv, hidden = (_param(params, k) for k in keys)
+        return f"conv {list(conv)} + FC {list(hidden)}"
+    return ", ".join(f"{k} {_param(params, k):g}" for k in keys)
+
+
+def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """One point per frontier experiment and method: its setting, accuracy, bytes and batch-1 latency."""
+    for name, data in experiments(shown):
+        if not name.startswith(PREFIX):
+            continue
+        params = data["params"]["params.yaml"]["data"]
+        for method, (file, keys) in METHODS.items():
+            m = data["metrics"][file]["data"]
+            yield {"method": method, "setting": setting_label(params, keys), "accuracy": m["accuracy"],
+                   "bytes": m["checkpoint_bytes"], "params": m["params_total"], "latency_b1_ms": m["latency_b1_ms"]}
+
+
+def _std(xs: Sequence[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def summarize(pts: Iterable[dict[str, Any]], dense: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Mean and std over seeds per method and setting, the dense model first; log10 columns for `dvc plots`
+    (its scatter template has linear axes); pareto_* marks the points no other point beats on both axes."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in pts:
+        groups.setdefault((p["method"], p["setting"]), []).append(p)
+    rows = [_row("dense", "params.yaml model", [dense])]
+    rows += [_row(method, setting, g) for (method, setting), g in groups.items()]
+    for axis in ("bytes", "latency_b1_ms"):
+        for r in rows:
+            r[f"pareto_{'bytes' if axis == 'bytes' else 'latency'}"] = not any(
+                o is not r and o["accuracy"] >= r["accuracy"] and o[axis] <= r[axis]
+                and (o["accuracy"], o[axis]) != (r["accuracy"], r[axis]) for o in rows)
+    return rows
+
+
+def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
+    acc, size, lat = ([p[k] for p in g] for k in ("accuracy", "bytes", "latency_b1_ms"))
+    size_mean, lat_mean = statistics.mean(size), statistics.mean(lat)
+    return {"method": method, "setting": setting, "seeds": len(g), "accuracy": round(statistics.mean(acc), 3),
+            "accuracy_std": round(_std(acc), 3), "bytes": round(size_mean), "params": g[0]["params"],
+            "latency_b1_ms": round(lat_mean, 4), "latency_std": round(_std(lat), 4),
+            "log10_bytes": round(math.log10(size_mean), 4), "log10_latency_ms": round(math.log10(lat_mean), 4)}
+
+
+def best_per_level(rows: Sequence[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:
+    """For each accuracy level: the smallest and the fastest point whose mean accuracy reaches it."""
+    out = []
+    for level in levels:
+        ok = [r for r in rows if r["accuracy"] >= level]
+        small = min(ok, key=lambda r: r["bytes"], default=None)
+        fast = min(ok, key=lambda r: r["latency_b1_ms"], default=None)
+        out.append({"level": level, "smallest": _describe(small, "bytes"), "fastest": _describe(fast, "latency")})
+    return out
+
+
+def _describe(r: dict[str, Any] | None, axis: str) -> str:
+    if r is None:
+        return "none"
+    value = f"{r['bytes']:,} B" if axis == "bytes" else f"{r['latency_b1_ms']:.3f} ms"
+    return f"{r['method']} ({r['setting']}): {value}, {r['accuracy']:.2f} ± {r['accuracy_std']:.2f}"
+
+
+def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
+    """Accuracy against bytes on disk and against batch-1 latency, log x, one series per method, error bars
+    one std over seeds; written to `path` as PNG when given. Returns the matplotlib figure."""
+    import matplotlib
+    if path is not None:
+        matplotlib.use("Agg")  # no display where the module runs from the command line
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
+    dense = next(r for r in rows if r["method"] == "dense")
+    for ax, (x, xerr, label) in zip(axes, (("bytes", None, "bytes on disk"),
+                                           ("latency_b1_ms", "latency_std", "batch-1 latency (ms)")), strict=True):
+        for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "dense"):
+            series = sorted((r for r in rows if r["method"] == method), key=lambda r: r[x])
+            ax.errorbar([r[x] for r in series], [r["accuracy"] for r in series],
+                        yerr=[r["accuracy_std"] for r in series],
+                        xerr=None if xerr is None else [r[xerr] for r in series],
+                        marker="o", capsize=3, label=method)
+        ax.plot([dense[x]], [dense["accuracy"]], "k*", markersize=14, label="dense")
+        ax.axhline(dense["accuracy"], color="k", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel(label + " (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%), mean ± std over seeds")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("MNIST: accuracy per byte and per millisecond, every method at three sizes")
+    fig.tight_layout()
+    if path is not None:
+        # Fixed metadata: the same rows give the same PNG bytes.
+        fig.savefig(path, dpi=100, metadata={"Software": None})
+    return fig
+
+
+def collect() -> list[dict[str, Any]]:
+    dense = json.loads((paths.METRICS_DIR / "dense.json").read_text())
+    dense = {**dense, "bytes": dense["checkpoint_bytes"], "params": dense["params_total"]}
+    pts = list(points(json.loads(_dvc("exp", "show", "--json"))))
+    if not pts:
+        raise RuntimeError(f"no {PREFIX}* experiments found in `dvc exp show`; run `python -m stages.frontier`")
+    rows = summarize(pts, dense)
+    write_csv(FRONTIER_CSV, rows)
+    draw(rows, FRONTIER_PNG)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
+    ap.add_argument("--collect-only", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.collect_only:
+        check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
+        run_queue(queue_commands(SETTINGS, args.seeds), args.jobs, PREFIX)
+    rows = collect()
+    print(markdown([{k: r[k] for k in ("method", "setting", "seeds", "accuracy", "accuracy_std", "bytes",
+                                       "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))
+    print(markdown(best_per_level(rows)))
+
+
+if __name__ == "__main__":
+    cli(main)
