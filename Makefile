@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 UV := uv==0.13.9
 
-.PHONY: install repro test lint bench exps clean
+.PHONY: install repro test lint bench exps frontier clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ bench: install
 EXP_COLUMNS := Experiment|State|prune\.(amount|seed|finetune_epochs)|channel\.amount|compress\.bits|metrics/(dense|pruned|compressed|channel)\.json:accuracy|metrics/(compress|combine)\.json:times_smaller_than_dense|metrics/compress\.json:bits_per_nonzero|metrics/pruned\.json:latency_b1_ms
 exps: install
 	$(RUN) dvc exp show --md --drop '.*' --keep '$(EXP_COLUMNS)'
+
+# Every method at three sizes and three seeds as queued DVC experiments (after `make repro`; ~35 min on
+# 2 cores): metrics/frontier_sweep.csv, metrics/frontier.png and the best point per accuracy level.
+frontier: install
+	$(RUN) $(PY) -m stages.frontier
 
 lint: install
 	$(VENV)/bin/ruff check .

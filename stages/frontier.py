@@ -14,6 +14,7 @@ model of an experiment is one point; the points of one method and setting are av
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -75,10 +76,11 @@ def _param(params: Mapping[str, Any], dotted: str) -> Any:
 
 
 def setting_label(params: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """A CSV cell without commas (io.write_csv does not quote): "conv 16/32/64 + FC 128"."""
     if keys == STUDENT:
-        conv, hidden = (_param(params, k) for k in keys)
-        return f"conv {list(conv)} + FC {list(hidden)}"
-    return ", ".join(f"{k} {_param(params, k):g}" for k in keys)
+        conv, hidden = ("/".join(str(c) for c in _param(params, k)) for k in keys)
+        return f"conv {conv} + FC {hidden}"
+    return " + ".join(f"{k} {_param(params, k):g}" for k in keys)
 
 
 def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -120,6 +122,17 @@ def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
             "accuracy_std": round(_std(acc), 3), "bytes": round(size_mean), "params": g[0]["params"],
             "latency_b1_ms": round(lat_mean, 4), "latency_std": round(_std(lat), 4),
             "log10_bytes": round(math.log10(size_mean), 4), "log10_latency_ms": round(math.log10(lat_mean), 4)}
+
+
+INTS, BOOLS = ("seeds", "bytes", "params"), ("pareto_bytes", "pareto_latency")
+
+
+def read_rows(path: Path = FRONTIER_CSV) -> list[dict[str, Any]]:
+    """The rows `collect` wrote, with their types back."""
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{k: v if k in ("method", "setting") else int(v) if k in INTS else v == "True" if k in BOOLS
+             else float(v) for k, v in r.items()} for r in rows]
 
 
 def best_per_level(rows: Sequence[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:

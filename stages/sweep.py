@@ -77,11 +77,21 @@ def run_queue(cmds: Sequence[list[str]], jobs: int = 1, prefix: str = "sweep-") 
     for cmd in cmds:
         subprocess.run(cmd, check=True)
     start_queue(jobs)
+    wait_for_queue(jobs)
+
+
+def wait_for_queue(jobs: int, poll_s: float = 10.0) -> None:
+    """Until nothing is queued or running; raises if an experiment failed."""
     while True:
-        time.sleep(10)
+        time.sleep(poll_s)
         status = _dvc("queue", "status")
         if not any(word in status for word in ("Queued", "Running")):
             break
+        if "Running" not in status and "Worker status: 0 active, 0 idle" in status:
+            # Every worker left with experiments still queued: a worker obeys a shutdown left in DVC's
+            # file broker by an earlier worker of the same name (seen here: one experiment ran, then the
+            # worker quit and eight stayed queued). Start another.
+            start_queue(jobs)
     if "Failed" in status:
         raise RuntimeError(f"some experiments failed (see `dvc queue logs <name>`):\n{status}")
 
@@ -90,6 +100,9 @@ def experiments(data: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any
     """(name, data) of every finished experiment in `dvc exp show --json` output."""
     for baseline in data:
         for exp in baseline.get("experiments") or []:
+            # A queued or running experiment is listed too, with the baseline's metrics: not a result.
+            if (exp.get("executor") or {}).get("state") in ("queued", "running", "failed"):
+                continue
             for rev in exp.get("revs", []):
                 if rev.get("name") and rev.get("data"):
                     yield rev["name"], rev["data"]

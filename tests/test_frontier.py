@@ -1,0 +1,92 @@
+"""The frontier helper: the experiments it queues, the table it builds from `dvc exp show --json`, the best
+point per accuracy level and the picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stages import frontier
+from stages.common.io import write_csv
+
+STUDENT = {"conv_channels": [16, 32, 64], "hidden": [128]}
+
+
+def _params(amount: float, channel: float, seed: int) -> dict[str, Any]:
+    return {"prune": {"amount": amount, "seed": seed}, "channel": {"amount": channel, "seed": seed},
+            "combined": {"amount": 0.8, "seed": seed}, "distill": {"student": STUDENT, "seed": seed}}
+
+
+def _metrics(accuracy: float, size: int, latency: float) -> dict[str, Any]:
+    return {"data": {"accuracy": accuracy, "checkpoint_bytes": size, "params_total": 1000,
+                     "latency_b1_ms": latency}}
+
+
+def _exp(name: str, amount: float, channel: float, seed: int, acc: float, latency: float = 0.3) -> dict:
+    metrics = {file: _metrics(acc, 1000 + seed, latency) for file, _ in frontier.METHODS.values()}
+    return {"revs": [{"name": name, "data": {"params": {"params.yaml": {"data": _params(amount, channel, seed)}},
+                                             "metrics": metrics}}]}
+
+
+def test_one_experiment_per_setting_and_seed_with_every_stage_seed_set() -> None:
+    cmds = frontier.queue_commands([{"prune.amount": "0.9"}, {}], seeds=[0, 1])
+    assert [c[c.index("-n") + 1] for c in cmds] == ["frontier-1-0", "frontier-1-1", "frontier-2-0", "frontier-2-1"]
+    assert cmds[1][:4] == ["dvc", "exp", "run", "--queue"] and cmds[1][-1] == "evaluate"  # export is not run
+    sets = [cmds[1][i + 1] for i, a in enumerate(cmds[1]) if a == "-S"]
+    assert sets == ["prune.amount=0.9", "prune.seed=1", "channel.seed=1", "combined.seed=1", "distill.seed=1"]
+    # The top-level seed would retrain the dense model: never set.
+    assert not any(a.startswith("seed=") for c in cmds for a in c)
+
+
+def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path) -> None:
+    shown = [{"rev": "abc", "experiments": [_exp("frontier-1-0", 0.9, 0.5, 0, 99.40),
+                                            _exp("frontier-1-1", 0.9, 0.5, 1, 99.30),
+                                            _exp("frontier-2-0", 0.95, 0.75, 0, 99.20),
+                                            _exp("sweep-1", 0.5, 0.5, 0, 50.0)]}]
+    pts = list(frontier.points(shown))
+    assert len(pts) == 3 * len(frontier.METHODS)  # the sweep-1 experiment is left out
+    dense = {"accuracy": 99.5, "bytes": 10**7, "params": 10**6, "latency_b1_ms": 1.2}
+    rows = frontier.summarize(pts, dense)
+    assert rows[0]["method"] == "dense" and rows[0]["seeds"] == 1
+    (unstructured,) = [r for r in rows if r["method"] == "unstructured + compressed" and r["seeds"] == 2]
+    assert unstructured["setting"] == "prune.amount 0.9"
+    assert unstructured["accuracy"] == pytest.approx(99.35) and unstructured["accuracy_std"] == pytest.approx(0.071)
+    assert unstructured["bytes"] == 1000  # mean of 1000 and 1001, rounded
+    combined = {r["setting"] for r in rows if r["method"] == "channel + unstructured + compressed"}
+    assert combined == {"channel.amount 0.5 + combined.amount 0.8", "channel.amount 0.75 + combined.amount 0.8"}
+    assert {r["setting"] for r in rows if r["method"] == "student alone"} == {"conv 16/32/64 + FC 128"}
+    # The CSV reads back as written: no cell carries a comma, every type returns.
+    write_csv(tmp_path / "f.csv", rows)
+    assert frontier.read_rows(tmp_path / "f.csv") == rows
+
+
+def _row(method: str, acc: float, size: int, latency: float) -> dict[str, Any]:
+    return {"method": method, "setting": "s", "seeds": 3, "accuracy": acc, "accuracy_std": 0.05,
+            "bytes": size, "latency_b1_ms": latency, "latency_std": 0.01}
+
+
+def test_pareto_marks_and_best_point_per_accuracy_level() -> None:
+    dense = {"accuracy": 99.5, "bytes": 10**7, "params": 1, "latency_b1_ms": 1.2}
+    pts = [{**_row("a", 99.45, 200_000, 1.2), "params": 1}, {**_row("b", 99.35, 1_000_000, 0.3), "params": 1},
+           {**_row("c", 99.3, 50_000, 0.33), "params": 1}, {**_row("d", 99.2, 60_000, 0.5), "params": 1}]
+    rows = frontier.summarize(pts, dense)
+    by = {r["method"]: r for r in rows}
+    assert [m for m in by if by[m]["pareto_bytes"]] == ["dense", "a", "c"]  # d: c is smaller and better
+    assert [m for m in by if by[m]["pareto_latency"]] == ["dense", "b"]  # a: dense is as fast and better
+    best = {b["level"]: b for b in frontier.best_per_level(rows, levels=(99.5, 99.4, 99.3, 99.6))}
+    assert best[99.5]["smallest"].startswith("dense") and best[99.6]["smallest"] == "none"
+    assert best[99.4]["smallest"].startswith("a (s): 200,000 B, 99.45 ± 0.00")  # one seed: no spread
+    assert best[99.3]["smallest"].startswith("c ") and best[99.3]["fastest"].startswith("b (s): 0.300 ms")
+
+
+def test_picture_is_written_and_the_same_rows_give_the_same_bytes(tmp_path: Path) -> None:
+    dense = {"accuracy": 99.5, "bytes": 10**7, "params": 1, "latency_b1_ms": 1.2}
+    rows = frontier.summarize([{**_row("a", 99.4, 10**5, 0.4), "params": 1},
+                               {**_row("a", 99.3, 10**4, 0.3), "params": 1}], dense)
+    frontier.draw(rows, tmp_path / "one.png")
+    frontier.draw(rows, tmp_path / "two.png")
+    first = (tmp_path / "one.png").read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and len(first) > 10_000
+    assert first == (tmp_path / "two.png").read_bytes()
