@@ -4,6 +4,7 @@ the fastest model for an accuracy budget (not a pipeline stage).
     python -m stages.frontier                 # queue 3 settings x 3 seeds, run them one at a time (~35 min on
                                               # 2 cores), write metrics/frontier_sweep.csv and metrics/frontier.png
     python -m stages.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
+    python -m stages.frontier --collect-only --baseline <commit>   # experiments queued on an earlier commit
 
 Each experiment sets one size per method at once (prune.amount, channel.amount, combined.amount, the student's
 shape) and one seed for all of them (prune.seed, channel.seed, combined.seed, distill.seed), and runs up to
@@ -186,12 +187,14 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
     return fig
 
 
-def collect() -> list[dict[str, Any]]:
+def collect(baseline: str = "HEAD") -> list[dict[str, Any]]:
+    """Rows of the experiments queued on `baseline` (DVC files each under the commit it was queued on)."""
     dense = json.loads((paths.METRICS_DIR / "dense.json").read_text())
     dense = {**dense, "bytes": dense["checkpoint_bytes"], "params": dense["params_total"]}
-    pts = list(points(json.loads(_dvc("exp", "show", "--json"))))
+    pts = list(points(json.loads(_dvc("exp", "show", "--json", "--rev", baseline))))
     if not pts:
-        raise RuntimeError(f"no {PREFIX}* experiments found in `dvc exp show`; run `python -m stages.frontier`")
+        raise RuntimeError(f"no {PREFIX}* experiments on {baseline} in `dvc exp show`; run "
+                           f"`python -m stages.frontier` (or --baseline the commit they were queued on)")
     rows = summarize(pts, dense)
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)
@@ -203,11 +206,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--baseline", default="HEAD", help="with --collect-only: the commit the experiments were "
+                    "queued on, when there have been commits since")
     args = ap.parse_args(argv)
     if not args.collect_only:
         check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
         run_queue(queue_commands(SETTINGS, args.seeds), args.jobs, PREFIX)
-    rows = collect()
+    rows = collect(args.baseline)
     print(markdown([{k: r[k] for k in ("method", "setting", "seeds", "accuracy", "accuracy_std", "bytes",
                                        "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))
     print(markdown(best_per_level(rows)))
