@@ -44,7 +44,10 @@ SEEDS = (0, 1, 2)
 SEED_KEYS = ("prune.seed", "channel.seed", "combined.seed", "distill.seed")
 # Each method on the picture: the metrics file evaluate writes for it, and the params that set its size.
 STUDENT = ("distill.student.conv_channels", "distill.student.hidden")
+# The dense model is measured in every experiment too: its point averages those timings, taken under the same
+# conditions as the others' (its accuracy is one model's).
 METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dense": ("metrics/dense.json", ()),
     "unstructured + compressed": ("metrics/compressed.json", ("prune.amount",)),
     "channel": ("metrics/channel.json", ("channel.amount",)),
     "channel int8": ("metrics/channel_int8.json", ("channel.amount",)),
@@ -78,6 +81,8 @@ def _param(params: Mapping[str, Any], dotted: str) -> Any:
 
 def setting_label(params: Mapping[str, Any], keys: Sequence[str]) -> str:
     """A CSV cell without commas (io.write_csv does not quote): "conv 16/32/64 + FC 128"."""
+    if not keys:
+        return "as trained"
     if keys == STUDENT:
         conv, hidden = ("/".join(str(c) for c in _param(params, k)) for k in keys)
         return f"conv {conv} + FC {hidden}"
@@ -100,14 +105,13 @@ def _std(xs: Sequence[float]) -> float:
     return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
-def summarize(pts: Iterable[dict[str, Any]], dense: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per method and setting, the dense model first; log10 columns for `dvc plots`
-    (its scatter template has linear axes); pareto_* marks the points no other point beats on both axes."""
+def summarize(pts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std over the runs (seeds) of each method and setting; log10 columns for `dvc plots` (its
+    scatter template has linear axes); pareto_* marks the points no other point beats on both axes."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for p in pts:
         groups.setdefault((p["method"], p["setting"]), []).append(p)
-    rows = [_row("dense", "params.yaml model", [dense])]
-    rows += [_row(method, setting, g) for (method, setting), g in groups.items()]
+    rows = [_row(method, setting, g) for (method, setting), g in groups.items()]
     for axis in ("bytes", "latency_b1_ms"):
         for r in rows:
             r[f"pareto_{'bytes' if axis == 'bytes' else 'latency'}"] = not any(
@@ -119,13 +123,13 @@ def summarize(pts: Iterable[dict[str, Any]], dense: Mapping[str, Any]) -> list[d
 def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
     acc, size, lat = ([p[k] for p in g] for k in ("accuracy", "bytes", "latency_b1_ms"))
     size_mean, lat_mean = statistics.mean(size), statistics.mean(lat)
-    return {"method": method, "setting": setting, "seeds": len(g), "accuracy": round(statistics.mean(acc), 3),
+    return {"method": method, "setting": setting, "runs": len(g), "accuracy": round(statistics.mean(acc), 3),
             "accuracy_std": round(_std(acc), 3), "bytes": round(size_mean), "params": g[0]["params"],
             "latency_b1_ms": round(lat_mean, 4), "latency_std": round(_std(lat), 4),
             "log10_bytes": round(math.log10(size_mean), 4), "log10_latency_ms": round(math.log10(lat_mean), 4)}
 
 
-INTS, BOOLS = ("seeds", "bytes", "params"), ("pareto_bytes", "pareto_latency")
+INTS, BOOLS = ("runs", "bytes", "params"), ("pareto_bytes", "pareto_latency")
 
 
 def read_rows(path: Path = FRONTIER_CSV) -> list[dict[str, Any]]:
@@ -137,65 +141,103 @@ def read_rows(path: Path = FRONTIER_CSV) -> list[dict[str, Any]]:
 
 
 def best_per_level(rows: Sequence[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:
-    """For each accuracy level: the smallest and the fastest point whose mean accuracy reaches it."""
+    """For each accuracy level: the smallest and the fastest point whose mean accuracy reaches it, each with the
+    runner-up and whether the gap between them is larger than both stds (bytes barely move between seeds;
+    latency moves 10-20% between runs here)."""
     out = []
     for level in levels:
         ok = [r for r in rows if r["accuracy"] >= level]
-        small = min(ok, key=lambda r: r["bytes"], default=None)
-        fast = min(ok, key=lambda r: r["latency_b1_ms"], default=None)
-        out.append({"level": level, "smallest": _describe(small, "bytes"), "fastest": _describe(fast, "latency")})
+        out.append({"level": level, "smallest": _best(ok, "bytes", None), "fastest": _best(ok, "latency_b1_ms",
+                                                                                        "latency_std")})
     return out
 
 
-def _describe(r: dict[str, Any] | None, axis: str) -> str:
-    if r is None:
+def _best(ok: list[dict[str, Any]], axis: str, std: str | None) -> str:
+    if not ok:
         return "none"
-    value = f"{r['bytes']:,} B" if axis == "bytes" else f"{r['latency_b1_ms']:.3f} ms"
-    return f"{r['method']} ({r['setting']}): {value}, {r['accuracy']:.2f} ± {r['accuracy_std']:.2f}"
+    first, *rest = sorted(ok, key=lambda r: r[axis])
+    text = _describe(first, axis)
+    if rest:
+        gap = rest[0][axis] - first[axis]
+        noise = 0.0 if std is None else max(first[std], rest[0][std])
+        verdict = "gap > both stds" if gap > noise else "within the stds: a tie"
+        text += f"; next {rest[0]['method']} ({rest[0]['setting']}) {_value(rest[0], axis)}, {verdict}"
+    return text
+
+
+def _value(r: dict[str, Any], axis: str) -> str:
+    return f"{r['bytes']:,} B" if axis == "bytes" else f"{r['latency_b1_ms']:.3f} ± {r['latency_std']:.3f} ms"
+
+
+def _describe(r: dict[str, Any], axis: str) -> str:
+    return f"{r['method']} ({r['setting']}): {_value(r, axis)}, {r['accuracy']:.2f} ± {r['accuracy_std']:.2f}%"
+
+
+def _short(setting: str) -> str:
+    """The numbers of a setting label: "channel.amount 0.5 + combined.amount 0.7" -> "0.5 + 0.7"."""
+    return " + ".join(part.split()[-1] for part in setting.split(" + "))
+
+
+Y_FLOOR = 98.6  # accuracy axis floor: below it a point is drawn on the floor as a down arrow with its value
 
 
 def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
-    """Accuracy against bytes on disk and against batch-1 latency, log x, one series per method, error bars
-    one std over seeds; written to `path` as PNG when given. Returns the matplotlib figure."""
+    """Accuracy against bytes on disk and against batch-1 latency, log x, one series per method, bars one std
+    over seeds (latency: over runs too); written to `path` as PNG when given. Returns the matplotlib figure."""
     import matplotlib
     if path is not None:
         matplotlib.use("Agg")  # no display where the module runs from the command line
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6), sharey=True)
     dense = next(r for r in rows if r["method"] == "dense")
     for ax, (x, xerr, label) in zip(axes, (("bytes", None, "bytes on disk"),
-                                           ("latency_b1_ms", "latency_std", "batch-1 latency (ms)")), strict=True):
+                                           ("latency_b1_ms", "latency_std", "batch-1 latency, ms")), strict=True):
         for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "dense"):
-            series = sorted((r for r in rows if r["method"] == method), key=lambda r: r[x])
-            ax.errorbar([r[x] for r in series], [r["accuracy"] for r in series],
-                        yerr=[r["accuracy_std"] for r in series],
-                        xerr=None if xerr is None else [r[xerr] for r in series],
-                        marker="o", capsize=3, label=method)
-        ax.plot([dense[x]], [dense["accuracy"]], "k*", markersize=14, label="dense")
+            # In size order on both panels: each line runs from the smallest setting to the largest.
+            series = sorted((r for r in rows if r["method"] == method), key=lambda r: r["bytes"])
+            shown = [r for r in series if r["accuracy"] >= Y_FLOOR]
+            line = ax.errorbar([r[x] for r in shown], [r["accuracy"] for r in shown],
+                               yerr=[r["accuracy_std"] for r in shown],
+                               xerr=None if xerr is None else [r[xerr] for r in shown],
+                               marker="o", capsize=3, label=method)
+            if x == "bytes" and method != "student alone":  # the distilled student's labels name its sizes
+                for r in shown:
+                    ax.annotate(_short(r["setting"]), (r[x], r["accuracy"]), textcoords="offset points",
+                                xytext=(4, -9), fontsize=6, color=line[0].get_color())
+            for r in series:
+                if r["accuracy"] < Y_FLOOR:
+                    ax.plot([r[x]], [Y_FLOOR + 0.02], "v", color=line[0].get_color(), markersize=9)
+                    ax.annotate(f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}", (r[x], Y_FLOOR + 0.02),
+                                textcoords="offset points", xytext=(6, 2), fontsize=7, color=line[0].get_color())
+        ax.errorbar([dense[x]], [dense["accuracy"]], xerr=None if xerr is None else [dense[xerr]],
+                    fmt="k*", markersize=14, label="dense")
         ax.axhline(dense["accuracy"], color="k", linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel(label + " (log scale)")
+        ax.set_ylim(bottom=Y_FLOOR)
+        if x != "bytes":  # milliseconds as plain numbers, not powers of ten
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if round(v * 10) % 2 == 0 else ""))
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%), mean ± std over seeds")
+    axes[0].set_ylabel("test accuracy (%), mean ± std over three seeds")
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle("MNIST: accuracy per byte and per millisecond, every method at three sizes")
     fig.tight_layout()
     if path is not None:
-        # Fixed metadata: the same rows give the same PNG bytes.
+        # No software/date metadata: the same rows give the same PNG bytes.
         fig.savefig(path, dpi=100, metadata={"Software": None})
     return fig
 
 
 def collect(baseline: str = "HEAD") -> list[dict[str, Any]]:
     """Rows of the experiments queued on `baseline` (DVC files each under the commit it was queued on)."""
-    dense = json.loads((paths.METRICS_DIR / "dense.json").read_text())
-    dense = {**dense, "bytes": dense["checkpoint_bytes"], "params": dense["params_total"]}
     pts = list(points(json.loads(_dvc("exp", "show", "--json", "--rev", baseline))))
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {baseline} in `dvc exp show`; run "
                            f"`python -m stages.frontier` (or --baseline the commit they were queued on)")
-    rows = summarize(pts, dense)
+    rows = summarize(pts)
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)
     return rows
@@ -213,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
         run_queue(queue_commands(SETTINGS, args.seeds), args.jobs, PREFIX)
     rows = collect(args.baseline)
-    print(markdown([{k: r[k] for k in ("method", "setting", "seeds", "accuracy", "accuracy_std", "bytes",
+    print(markdown([{k: r[k] for k in ("method", "setting", "runs", "accuracy", "accuracy_std", "bytes",
                                        "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))
     print(markdown(best_per_level(rows)))
 

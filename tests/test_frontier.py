@@ -47,10 +47,10 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
                                             _exp("sweep-1", 0.5, 0.5, 0, 50.0)]}]
     pts = list(frontier.points(shown))
     assert len(pts) == 3 * len(frontier.METHODS)  # the sweep-1 experiment is left out
-    dense = {"accuracy": 99.5, "bytes": 10**7, "params": 10**6, "latency_b1_ms": 1.2}
-    rows = frontier.summarize(pts, dense)
-    assert rows[0]["method"] == "dense" and rows[0]["seeds"] == 1
-    (unstructured,) = [r for r in rows if r["method"] == "unstructured + compressed" and r["seeds"] == 2]
+    rows = frontier.summarize(pts)
+    # The dense model: one point over every experiment's measurement of it.
+    assert rows[0]["method"] == "dense" and rows[0]["runs"] == 3 and rows[0]["setting"] == "as trained"
+    (unstructured,) = [r for r in rows if r["method"] == "unstructured + compressed" and r["runs"] == 2]
     assert unstructured["setting"] == "prune.amount 0.9"
     assert unstructured["accuracy"] == pytest.approx(99.35) and unstructured["accuracy_std"] == pytest.approx(0.071)
     assert unstructured["bytes"] == 1000  # mean of 1000 and 1001, rounded
@@ -63,28 +63,34 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
 
 
 def _row(method: str, acc: float, size: int, latency: float) -> dict[str, Any]:
-    return {"method": method, "setting": "s", "seeds": 3, "accuracy": acc, "accuracy_std": 0.05,
+    return {"method": method, "setting": "s", "runs": 3, "accuracy": acc, "accuracy_std": 0.05,
             "bytes": size, "latency_b1_ms": latency, "latency_std": 0.01}
 
 
 def test_pareto_marks_and_best_point_per_accuracy_level() -> None:
-    dense = {"accuracy": 99.5, "bytes": 10**7, "params": 1, "latency_b1_ms": 1.2}
-    pts = [{**_row("a", 99.45, 200_000, 1.2), "params": 1}, {**_row("b", 99.35, 1_000_000, 0.3), "params": 1},
+    pts = [{**_row("dense", 99.5, 10**7, 1.2), "params": 1}, {**_row("a", 99.45, 200_000, 1.2), "params": 1},
+           {**_row("b", 99.35, 1_000_000, 0.3), "params": 1},
            {**_row("c", 99.3, 50_000, 0.33), "params": 1}, {**_row("d", 99.2, 60_000, 0.5), "params": 1}]
-    rows = frontier.summarize(pts, dense)
+    rows = frontier.summarize(pts)
     by = {r["method"]: r for r in rows}
     assert [m for m in by if by[m]["pareto_bytes"]] == ["dense", "a", "c"]  # d: c is smaller and better
     assert [m for m in by if by[m]["pareto_latency"]] == ["dense", "b"]  # a: dense is as fast and better
     best = {b["level"]: b for b in frontier.best_per_level(rows, levels=(99.5, 99.4, 99.3, 99.6))}
     assert best[99.5]["smallest"].startswith("dense") and best[99.6]["smallest"] == "none"
-    assert best[99.4]["smallest"].startswith("a (s): 200,000 B, 99.45 ± 0.00")  # one seed: no spread
-    assert best[99.3]["smallest"].startswith("c ") and best[99.3]["fastest"].startswith("b (s): 0.300 ms")
+    assert best[99.4]["smallest"] == ("a (s): 200,000 B, 99.45 ± 0.00%; next dense (s) 10,000,000 B, gap > both "
+                                      "stds")  # one seed each: no spread
+    assert best[99.3]["smallest"].startswith("c ")
+    # b and c: 0.03 ms apart with latency stds of 0 (one run each): b is faster.
+    assert best[99.3]["fastest"].startswith("b (s): 0.300 ± 0.000 ms") and "gap > both stds" in best[99.3]["fastest"]
+    noisy = [{**r, "latency_std": 0.05} for r in rows]
+    assert "within the stds: a tie" in frontier.best_per_level(noisy, levels=(99.3,))[0]["fastest"]
 
 
 def test_picture_is_written_and_the_same_rows_give_the_same_bytes(tmp_path: Path) -> None:
-    dense = {"accuracy": 99.5, "bytes": 10**7, "params": 1, "latency_b1_ms": 1.2}
-    rows = frontier.summarize([{**_row("a", 99.4, 10**5, 0.4), "params": 1},
-                               {**_row("a", 99.3, 10**4, 0.3), "params": 1}], dense)
+    rows = frontier.summarize([{**_row("dense", 99.5, 10**7, 1.2), "params": 1},
+                               {**_row("a", 99.4, 10**5, 0.4), "params": 1},
+                               {**_row("a", 99.3, 10**4, 0.3), "params": 1},
+                               {**_row("b", 95.0, 10**3, 0.3), "params": 1}])  # below the axis floor
     frontier.draw(rows, tmp_path / "one.png")
     frontier.draw(rows, tmp_path / "two.png")
     first = (tmp_path / "one.png").read_bytes()
