@@ -13,12 +13,17 @@ measurement behind sparse.MAX_DENSITY.
 `--latency-floor` times one image through params.yaml's architecture with every hidden layer cut to a fraction
 of its channels (fresh weights: they do not change the speed), the way evaluate times a model: how far
 removing channels can lower batch-1 latency in eager PyTorch, where each op has a fixed cost.
+
+`--serving` times the pipeline's dense and channel models at batch 1 eager, as TorchScript (trace + freeze)
+and through torch.compile, interleaved: what the per-op cost of eager mode hides.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -28,9 +33,10 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.profiler import ProfilerActivity, profile
 
-from stages.common import sparse, training
+from stages.common import paths, sparse, training
 from stages.common.config import Params, load_params
 from stages.common.data import Split, augment, load_split
+from stages.common.forms import load_model
 from stages.common.metrics import median_seconds
 from stages.common.model import build_model, model_args_from
 from stages.common.runtime import seed_everything
@@ -159,6 +165,8 @@ def run(params: Params, steps: int, fill_uninitialized: bool = False) -> dict[st
                                                                  fill_uninitialized)}
 
 
+# The models `--serving` times: the dense one and the channel stage's.
+SERVING_MODELS = {"dense": paths.DENSE_MODEL, "channel": paths.CHANNEL_MODEL}
 LATENCY_KEEP = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
 
 
@@ -176,6 +184,51 @@ def latency_by_width(params: Params, keep: Sequence[float] = LATENCY_KEEP, runs:
     return rows
 
 
+SERVING_FORMS = ("eager", "torchscript", "compiled")
+
+
+def serving_form(model: nn.Module, form: str, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model as one would serve it: eager (what evaluate times), TorchScript (trace + freeze: one graph,
+    weights folded in, no Python per op; torch marks torch.jit deprecated in favour of torch.compile) or
+    torch.compile (Inductor generates C++ for this CPU: needs a C++ compiler where the model runs)."""
+    if form == "eager":
+        return model
+    if form == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.freeze(torch.jit.trace(model, x))
+    if form == "compiled":
+        return torch.compile(model, dynamic=False)
+    raise ValueError(f"serving form {form!r}: one of {list(SERVING_FORMS)}")
+
+
+@torch.inference_mode()
+def serving_latency(models: dict[str, nn.Module], forms: Sequence[str] = SERVING_FORMS, runs: int = 300,
+                    rounds: int = 5) -> list[dict]:
+    """Batch-1 latency of each model in each serving form: interleaved rounds (every form of every model once
+    per round, so drifts of the machine hit them all), the median of `runs` per round, the median of the rounds.
+    Each form is checked against the eager model's output first (max |difference| in the rows)."""
+    x = torch.rand(1, 1, 28, 28)
+    fns, diffs = {}, {}
+    for name, model in models.items():
+        model = prepare(model).eval()
+        ref = model(x)
+        for form in forms:
+            fn = serving_form(model, form, x)
+            diffs[name, form] = float((fn(x) - ref).abs().max())  # the first call also compiles
+            if diffs[name, form] > 1e-4:
+                raise RuntimeError(f"{name} as {form}: output differs from eager by {diffs[name, form]:.2e}")
+            fns[name, form] = fn
+    times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            times[key].append(1000 * median_seconds(lambda f=fn: f(x), runs, warmup=20))
+    return [{"model": name, "form": form, "latency_b1_ms": statistics.median(times[name, form]),
+             "rounds_ms": [round(t, 3) for t in times[name, form]], "max_abs_diff": diffs[name, form]}
+            for name, form in fns]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60, help="profiled training steps per model (scaled to an epoch)")
@@ -187,8 +240,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="instead: time each FC layer masked-dense vs on its kept weights only, by density")
     ap.add_argument("--latency-floor", action="store_true",
                     help="instead: batch-1 latency of the architecture with every hidden layer narrowed")
+    ap.add_argument("--serving", action="store_true",
+                    help="instead: batch-1 latency of the dense and channel models (after `dvc repro`) served "
+                         "eager, as TorchScript and through torch.compile")
     args = ap.parse_args(argv)
     params = load_params()
+    if args.serving:
+        seed_everything(params.seed, params.threads, params.kernels)
+        rows = serving_latency({name: load_model(path) for name, path in SERVING_MODELS.items()},
+                               runs=params.evaluate.latency_runs)
+        base = {r["form"]: r["latency_b1_ms"] for r in rows if r["model"] == "dense"}
+        for r in rows:
+            ms = r["latency_b1_ms"]
+            print(f"  {r['model']:<8} {r['form']:<12} {ms:.3f} ms  {base[r['form']] / ms:.2f}x "
+                  f"vs dense in the same form, {base['eager'] / ms:.2f}x vs dense eager  "
+                  f"(rounds {r['rounds_ms']}, max |diff| {r['max_abs_diff']:.1e})")
+        return
     if args.latency_floor:
         seed_everything(params.seed, params.threads, params.kernels)
         for row in latency_by_width(params, runs=params.evaluate.latency_runs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from stages import profile
 from stages.common.config import Params
@@ -45,3 +46,13 @@ def test_latency_floor_narrows_every_hidden_layer(tiny_params: Params) -> None:
     assert [r["conv_channels"] for r in rows] == [[4, 8], [2, 4], [1, 1]]
     assert [r["hidden"] for r in rows] == [[64, 32], [32, 16], [1, 1]]
     assert all(r["latency_b1_ms"] > 0 for r in rows)
+
+
+def test_serving_forms_give_the_eager_outputs_and_a_timing_per_round(tiny_params: Params) -> None:
+    torch.manual_seed(0)
+    models = {"dense": build_model(**model_args_from(tiny_params.model)), "narrow": build_model([2, 4], [8, 4])}
+    rows = profile.serving_latency(models, runs=3, rounds=2)
+    assert [(r["model"], r["form"]) for r in rows] == [(m, f) for m in models for f in profile.SERVING_FORMS]
+    assert all(r["max_abs_diff"] <= 1e-4 and len(r["rounds_ms"]) == 2 and r["latency_b1_ms"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="serving form 'onnx'"):
+        profile.serving_form(models["dense"], "onnx", torch.rand(1, 1, 28, 28))
