@@ -112,11 +112,10 @@ def summarize(pts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for p in pts:
         groups.setdefault((p["method"], p["setting"]), []).append(p)
     rows = [_row(method, setting, g) for (method, setting), g in groups.items()]
-    for axis in ("bytes", "latency_b1_ms"):
+    for axis, key in (("bytes", "pareto_bytes"), ("latency_b1_ms", "pareto_latency")):
         for r in rows:
-            r[f"pareto_{'bytes' if axis == 'bytes' else 'latency'}"] = not any(
-                o is not r and o["accuracy"] >= r["accuracy"] and o[axis] <= r[axis]
-                and (o["accuracy"], o[axis]) != (r["accuracy"], r[axis]) for o in rows)
+            r[key] = not any(o["accuracy"] >= r["accuracy"] and o[axis] <= r[axis]
+                             and (o["accuracy"], o[axis]) != (r["accuracy"], r[axis]) for o in rows)
     return rows
 
 

@@ -92,8 +92,34 @@ def layer_l1(model: nn.Module, amount: float) -> None:
                               importance_scores=m.weight.contiguous())
 
 
+def erk_densities(shapes: list[tuple[int, ...]], density: float) -> list[float]:
+    """Erdos-Renyi-Kernel allocation (Evci et al. 2020): each layer's density proportional to the sum of its
+    weight's dimensions over their product (small and kernel-heavy layers stay denser), scaled so the kept
+    weights are `density` of all; a layer that would exceed 1 stays dense and the others share the rest."""
+    sizes = [math.prod(s) for s in shapes]
+    raw = [sum(s) / n for s, n in zip(shapes, sizes, strict=True)]
+    dense: set[int] = set()
+    while True:
+        free = [i for i in range(len(sizes)) if i not in dense]
+        budget = density * sum(sizes) - sum(sizes[i] for i in dense)
+        scale = budget / sum(raw[i] * sizes[i] for i in free)
+        over = {i for i in free if raw[i] * scale > 1}
+        if not over:
+            return [1.0 if i in dense else raw[i] * scale for i in range(len(sizes))]
+        dense |= over
+
+
+def erk_l1(model: nn.Module, amount: float) -> None:
+    """Baseline: each layer keeps its ERK share of 1 - amount, smallest magnitudes first within the layer."""
+    targets = _targets(model)
+    densities = erk_densities([tuple(m.weight.shape) for m, _ in targets], 1 - amount)
+    for (m, name), density in zip(targets, densities, strict=True):
+        prune.l1_unstructured(m, name, amount=max(0, round((1 - density) * m.weight.numel()) - _masked(m)),
+                              importance_scores=m.weight.contiguous())
+
+
 PRUNERS: dict[str, Callable[[nn.Module, float], None]] = {
-    "global_l1": global_l1, "layer_l1": layer_l1, "random": random_unstructured}
+    "global_l1": global_l1, "layer_l1": layer_l1, "erk_l1": erk_l1, "random": random_unstructured}
 
 
 def make_permanent(model: nn.Module) -> None:

@@ -103,7 +103,7 @@ BAD_PARAMS = [
     ("prune", _bad("prune", "amount", 1.5), "prune.amount must be a number in [0, 1), got 1.5"),
     ("prune", _bad("prune", "amount", "lots"), "prune.amount must be a number"),
     ("prune", _bad("prune", "method", "magic"),
-     "prune.method must be one of ['global_l1', 'layer_l1', 'random']"),
+     "prune.method must be one of ['global_l1', 'layer_l1', 'erk_l1', 'random']"),
     ("channel", _bad("channel", "amount", 1.0), "channel.amount must be a number in [0, 1), got 1.0"),
     ("channel", _bad("channel", "schedule", "step"), "channel.schedule must be cosine or onecycle, got 'step'"),
     ("train", _bad("train", "epochs", 0), "train.epochs must be an integer > 0"),

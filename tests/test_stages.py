@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_training_twice_gives_byte_identical_checkpoints(tiny_params: Params, tm
     assert (tmp_path / "a.pth").read_bytes() == (tmp_path / "b.pth").read_bytes()
 
 
-@pytest.mark.parametrize("method", ["global_l1", "layer_l1", "random"])
+@pytest.mark.parametrize("method", ["global_l1", "layer_l1", "erk_l1", "random"])
 @pytest.mark.parametrize("amount", [0.0, 0.5, 0.93])
 def test_one_shot_prune_hits_the_requested_sparsity(tiny_params: Params, trained: Path, amount: float,
                                                     method: str) -> None:
@@ -54,7 +55,7 @@ def test_one_shot_prune_hits_the_requested_sparsity(tiny_params: Params, trained
     model, report, _ = prune.run(params, trained)
     total = sum(r["params"] for r in report["layers"])
     zeros = sum(r["params"] - r["nonzero"] for r in report["layers"])
-    assert abs(zeros - amount * total) <= len(report["layers"])  # within a weight (a layer, for layer_l1)
+    assert abs(zeros - amount * total) <= len(report["layers"])  # within a weight (a layer, for the per-layer ones)
     if method == "layer_l1":
         assert all(abs(r["sparsity"] - amount) <= 1 / r["params"] for r in report["layers"])
     assert not any(prune.prune.is_pruned(m) for m in model.modules()), "masks must be made permanent"
@@ -72,6 +73,21 @@ def test_baselines_choose_other_weights_than_global_magnitude(tiny_params: Param
         masks[method]["w"] = model.classifier[1].weight != 0
     assert not torch.equal(masks["random"]["w"], masks["global_l1"]["w"])
     assert masks["global_l1"]["features.0"] < masks["layer_l1"]["features.0"]
+
+
+def test_erk_shares_follow_the_layer_shapes_and_fill_the_budget() -> None:
+    shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (1024, 3136), (1024, 1024), (10, 1024)]
+    sizes = [math.prod(s) for s in shapes]
+    for density in (0.01, 0.05, 0.3):
+        d = prune.erk_densities(shapes, density)
+        assert sum(x * n for x, n in zip(d, sizes, strict=True)) == pytest.approx(density * sum(sizes))
+        assert all(0 < x <= 1 for x in d)
+        # Density per layer ~ (sum of dims) / (product): the big FC layers the sparsest, the first conv the densest.
+        assert d[0] >= d[4] >= d[1] >= d[3] > d[2]
+    assert prune.erk_densities(shapes, 0.01)[0] < 1
+    # At 30% kept the convs and the output layer would need more than all their weights: they stay dense, the
+    # two big FC layers share the rest.
+    assert prune.erk_densities(shapes, 0.3)[:2] == [1.0, 1.0] and prune.erk_densities(shapes, 0.3)[4] == 1.0
 
 
 @pytest.mark.parametrize("method", ["global_l1", "random"])

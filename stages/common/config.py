@@ -125,9 +125,10 @@ class PruneConfig:
     min_density_ends: float = 0.0
 
     # global_l1: zero the smallest weights anywhere (unstructured). Baselines at the same sparsity: layer_l1,
-    # the same fraction of every layer by magnitude; random, weights chosen at random. Structured (channel)
-    # pruning is its own stage (the channel section).
-    METHODS = ("global_l1", "layer_l1", "random")
+    # the same fraction of every layer by magnitude; erk_l1, each layer's share set by the Erdos-Renyi-Kernel
+    # rule (Evci et al. 2020), magnitude within the layer; random, weights chosen at random. Structured
+    # (channel) pruning is its own stage (the channel section).
+    METHODS = ("global_l1", "layer_l1", "erk_l1", "random")
 
     def validate(self, p: str) -> None:
         _require(self.method in self.METHODS, f"{p}.method", f"one of {list(self.METHODS)}", self.method)
