@@ -150,6 +150,10 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
     cfg = params.prune
     gen = seed_everything(cfg.seed, params.threads, params.kernels)
     model, _ = load_checkpoint(dense_path)
+    if not cfg.dropout:  # fine-tuning only: evaluation never drops, and the checkpoint keeps the model's args
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
     pruner = PRUNERS[cfg.method]
     if cfg.min_density_ends > 0:  # validated: only the global methods take a floor
         pruner = functools.partial(pruner, min_density_ends=cfg.min_density_ends)

@@ -75,6 +75,18 @@ def test_baselines_choose_other_weights_than_global_magnitude(tiny_params: Param
     assert masks["global_l1"]["features.0"] < masks["layer_l1"]["features.0"]
 
 
+def test_prune_dropout_false_fine_tunes_without_dropout(tiny_params: Params, trained: Path) -> None:
+    def pruned(dropout: bool) -> torch.nn.Module:
+        cfg = replace(tiny_params.prune, amount=0.9, finetune_epochs=1, dropout=dropout)
+        return prune.run(replace(tiny_params, prune=cfg), trained)[0]
+
+    on, off = pruned(True), pruned(False)
+    assert [m.p for m in on.modules() if isinstance(m, torch.nn.Dropout)] == [0.1, 0.1]
+    assert [m.p for m in off.modules() if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
+    assert not torch.equal(on.classifier[-1].weight, off.classifier[-1].weight)  # it changed the fine-tune
+    assert off.model_args["dropout"] == 0.1  # the saved architecture is the dense model's
+
+
 def test_erk_shares_follow_the_layer_shapes_and_fill_the_budget() -> None:
     shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (1024, 3136), (1024, 1024), (10, 1024)]
     sizes = [math.prod(s) for s in shapes]
