@@ -205,11 +205,10 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
                 for r in shown:
                     ax.annotate(_short(r["setting"]), (r[x], r["accuracy"]), textcoords="offset points",
                                 xytext=(4, -9), fontsize=6, color=line[0].get_color())
-            for r in series:
-                if r["accuracy"] < Y_FLOOR:
-                    ax.plot([r[x]], [Y_FLOOR + 0.02], "v", color=line[0].get_color(), markersize=9)
-                    ax.annotate(f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}", (r[x], Y_FLOOR + 0.02),
-                                textcoords="offset points", xytext=(6, 2), fontsize=7, color=line[0].get_color())
+            for r in (r for r in series if r["accuracy"] < Y_FLOOR):
+                ax.plot([r[x]], [Y_FLOOR + 0.02], "v", color=line[0].get_color(), markersize=9)
+                ax.annotate(f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}", (r[x], Y_FLOOR + 0.02),
+                            textcoords="offset points", xytext=(6, 2), fontsize=7, color=line[0].get_color())
         ax.errorbar([dense[x]], [dense["accuracy"]], xerr=None if xerr is None else [dense[xerr]],
                     fmt="k*", markersize=14, label="dense")
         ax.axhline(dense["accuracy"], color="k", linestyle=":", linewidth=1)
