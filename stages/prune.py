@@ -175,7 +175,7 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
             prepare(model)
             sparse.wrap(model)
 
-        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch)
+        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch, cfg.augment)
         sparse.unwrap(model)
     make_permanent(model)
     rows = layer_sparsity(model)

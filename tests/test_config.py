@@ -39,6 +39,8 @@ def test_tiny_params_build() -> None:
     ("distill", "seed", -1, "distill.seed"),
     ("prune", "min_density_ends", 1.5, "prune.min_density_ends"),
     ("prune", "schedule", "linear", "prune.schedule"),
+    ("prune", "augment", 1.5, "prune.augment"),
+    ("combined", "augment", -0.5, "combined.augment"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),
     ("compress", "coder", "zip", "compress.coder"),
     ("compress", "quantizer", "kmeans", "compress.quantizer"),

@@ -87,6 +87,28 @@ def test_prune_dropout_false_fine_tunes_without_dropout(tiny_params: Params, tra
     assert off.model_args["dropout"] == 0.1  # the saved architecture is the dense model's
 
 
+def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, trained: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.common import training
+    seen: list[tuple[float, float]] = []
+    real = training.augment
+
+    def spy(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator) -> torch.Tensor:
+        seen.append((max_shift, max_rotate))
+        return real(x, max_shift, max_rotate, gen)
+
+    monkeypatch.setattr(training, "augment", spy)
+    weights = {}
+    for scale in (1.0, 0.5, 0.0):
+        seen.clear()
+        cfg = replace(tiny_params.prune, amount=0.9, finetune_epochs=1, augment=scale)
+        weights[scale] = prune.run(replace(tiny_params, prune=cfg), trained)[0].classifier[-1].weight
+        t = tiny_params.train
+        assert set(seen) == {(scale * t.max_shift, scale * t.max_rotate)}
+    assert not torch.equal(weights[1.0], weights[0.5])  # it changed the fine-tune
+    assert not torch.equal(weights[0.5], weights[0.0])
+
+
 def test_erk_shares_follow_the_layer_shapes_and_fill_the_budget() -> None:
     shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (1024, 3136), (1024, 1024), (10, 1024)]
     sizes = [math.prod(s) for s in shapes]
