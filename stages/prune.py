@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from stages.common import paths, sparse
-from stages.common.config import Params, load_params
+from stages.common import paths, regrow, sparse
+from stages.common.config import Params, PruneConfig, load_params
 from stages.common.data import load_split
-from stages.common.gradual import gradual_fit
+from stages.common.gradual import gradual_fit, ramp_steps
 from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
 from stages.common.live import EpochLogger, epoch_logger
 from stages.common.model import prunable
@@ -143,6 +143,20 @@ def global_sparsity(rows: list[dict[str, Any]]) -> float:
     return 1 - sum(r["nonzero"] for r in rows) / sum(r["params"] for r in rows)
 
 
+def _regrowth(model: nn.Module, cfg: PruneConfig) -> Callable[[int, int], None]:
+    """The per-step work of prune.regrow: pruned weights back to zero, and every cfg.regrow_every steps
+    after the ramp the RigL swap of regrow.fraction of the kept weights."""
+    layers = [m for m, _ in _targets(model)]
+
+    def every_step(step: int, total_steps: int) -> None:
+        regrow.zero_pruned(layers)
+        frac = regrow.fraction(step, ramp_steps(total_steps, cfg.ramp), total_steps, cfg.regrow)
+        if frac > 0 and step % cfg.regrow_every == 0:
+            regrow.regrow(layers, frac)
+
+    return every_step
+
+
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,
         ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
     """Prune to params.prune.amount; returns the pruned model, its sparsity report and fine-tune history (each
@@ -168,14 +182,20 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
         def prune_to(target: float, _opt: torch.optim.Optimizer) -> None:
             # torch's global pruning flattens weights and masks with .view(), which channels-last conv tensors
             # refuse: prune in the default layout, then train on in the fast one. Between prune steps the masks
-            # hold still, so the sparse enough linear layers train on their kept weights only.
+            # hold still, so the sparse enough linear layers train on their kept weights only; regrowth needs
+            # every weight's gradient, so it keeps them dense.
             sparse.unwrap(model)
             model.to(memory_format=torch.contiguous_format)
             pruner(model, target)
             prepare(model)
-            sparse.wrap(model)
+            if cfg.regrow > 0:
+                regrow.straight_through(model)
+            else:
+                sparse.wrap(model)
 
-        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch, cfg.augment)
+        every_step = _regrowth(model, cfg) if cfg.regrow > 0 else None
+        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch, cfg.augment,
+                              every_step)
         sparse.unwrap(model)
     make_permanent(model)
     rows = layer_sparsity(model)

@@ -41,6 +41,8 @@ def test_tiny_params_build() -> None:
     ("prune", "schedule", "linear", "prune.schedule"),
     ("prune", "augment", 1.5, "prune.augment"),
     ("combined", "augment", -0.5, "combined.augment"),
+    ("prune", "regrow", 1.0, "prune.regrow"),
+    ("prune", "regrow_every", 0, "prune.regrow_every"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),
     ("compress", "coder", "zip", "compress.coder"),
     ("compress", "quantizer", "kmeans", "compress.quantizer"),
@@ -163,6 +165,9 @@ def test_stage_command_with_bad_params_exits_1_with_one_line(tmp_path: Path, sta
     assert all(path.read_bytes() == b"previous output" for path in outputs)
 
 
-def test_a_layer_floor_is_refused_for_methods_that_do_not_rank_globally() -> None:
+def test_keys_that_cannot_apply_are_refused() -> None:
+    # a layer floor for methods that do not rank globally; regrowth without a fine-tune
     with pytest.raises(ConfigError, match="prune.min_density_ends must be 0 for prune.method layer_l1"):
         params_from_dict(tiny_dict(prune={"method": "layer_l1", "min_density_ends": 0.2}))
+    with pytest.raises(ConfigError, match="prune.regrow must be 0 when prune.finetune_epochs is 0"):
+        params_from_dict(tiny_dict(prune={"finetune_epochs": 0, "regrow": 0.1}))

@@ -131,6 +131,12 @@ class PruneConfig:
     # dropout off, half (1 px, 5 degrees) gave 99.41 +- 0.04 against 99.35 +- 0.03 with all of it (5 seeds;
     # README).
     augment: float = 1.0
+    # RigL regrowth (Evci et al. 2020; stages/common/regrow.py) after the last prune step: every regrow_every
+    # optimizer steps this fraction of the kept weights, cosine-decayed to 0 at 3/4 of fine-tuning, moves to
+    # the pruned weights with the largest gradients. 0 = off. The FC layers then train dense (every weight's
+    # gradient is needed): 99.5% with 0.1 ... (README).
+    regrow: float = 0.0
+    regrow_every: int = 100
 
     # global_l1: zero the smallest weights anywhere (unstructured). Baselines at the same sparsity: layer_l1,
     # the same fraction of every layer by magnitude; erk_l1, each layer's share set by the Erdos-Renyi-Kernel
@@ -149,6 +155,11 @@ class PruneConfig:
                  self.min_density_ends)
         _require(0 <= self.augment <= 1, f"{p}.augment", "a fraction of training's augmentation in [0, 1]",
                  self.augment)
+        _require(0 <= self.regrow < 1, f"{p}.regrow", "a fraction of the kept weights in [0, 1)", self.regrow)
+        _require(self.regrow_every >= 1, f"{p}.regrow_every", "an integer >= 1 (optimizer steps)",
+                 self.regrow_every)
+        _require(self.regrow == 0 or self.finetune_epochs > 0, f"{p}.regrow",
+                 f"0 when {p}.finetune_epochs is 0 (regrowth happens while fine-tuning)", self.regrow)
 
 
 @dataclass(frozen=True)

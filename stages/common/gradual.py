@@ -19,24 +19,33 @@ def cubic_schedule(amount: float, steps: int) -> list[float]:
     return [amount * (1 - (1 - k / steps) ** 3) for k in range(1, steps + 1)]
 
 
+def ramp_steps(total_steps: int, ramp: float) -> int:
+    """Optimizer steps in the prune ramp (the first `ramp` fraction of fine-tuning); at least one."""
+    return max(1, int(ramp * total_steps))
+
+
 def steps_due(step: int, total_steps: int, ramp: float, n_steps: int) -> list[int]:
     """The prune steps (0-based) that fall on optimizer step `step`: they are spread evenly over the first
     `ramp` fraction of fine-tuning, the rest recovers. A ramp shorter than n_steps optimizer steps puts
     several on one step."""
-    ramp_steps = max(1, int(ramp * total_steps))
-    return [k for k in range(n_steps) if step == k * ramp_steps // n_steps]
+    n_ramp = ramp_steps(total_steps, ramp)
+    return [k for k in range(n_steps) if step == k * n_ramp // n_steps]
 
 
 def gradual_fit(model: nn.Module, params: Params, cfg: Any, prune_to: Callable[[float, torch.optim.Optimizer], None],
                 test: Split, gen: torch.Generator, desc: str,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                augment: float = 1.0) -> list[dict[str, float]]:
+                augment: float = 1.0,
+                every_step: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
     """Fine-tune `model` with cfg's keys (prune's or channel's: amount, finetune_epochs, steps, ramp, lr,
     schedule, batch_size), training's loss and `augment` times training's augmentation; prune_to(target,
-    optimizer) runs at each step of the cubic schedule. Returns fit()'s history."""
+    optimizer) runs at each step of the cubic schedule, every_step(step, total_steps) before every optimizer
+    step (and before that step's prune steps). Returns fit()'s history."""
     schedule = cubic_schedule(cfg.amount, cfg.steps)
 
     def on_step(step: int, total_steps: int, opt: torch.optim.Optimizer) -> None:
+        if every_step is not None:
+            every_step(step, total_steps)
         for k in steps_due(step, total_steps, cfg.ramp, len(schedule)):
             prune_to(schedule[k], opt)
 
