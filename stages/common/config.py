@@ -134,7 +134,8 @@ class PruneConfig:
     # RigL regrowth (Evci et al. 2020; stages/common/regrow.py) after the last prune step: every regrow_every
     # optimizer steps this fraction of the kept weights, cosine-decayed to 0 at 3/4 of fine-tuning, moves to
     # the pruned weights with the largest gradients. 0 = off. The FC layers then train dense (every weight's
-    # gradient is needed): 99.5% with 0.1 ... (README).
+    # gradient is needed). 99.5% with 0.1 and prune.augment 0: 99.19 +- 0.11 (5 seeds) against 99.10 +- 0.03
+    # without (3 seeds; README).
     regrow: float = 0.0
     regrow_every: int = 100
 
