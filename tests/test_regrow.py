@@ -56,8 +56,9 @@ def test_regrow_moves_the_smallest_kept_to_the_largest_gradients_at_zero() -> No
     grown = [(k == 0) & (m.weight_mask > 0) for k, m in zip(kept, layers, strict=True)]
     assert sum(int(d.sum()) for d in dropped) == moved == sum(int(g.sum()) for g in grown)
     assert any(bool((m.weight_orig.grad[g] == largest).any()) for m, g in zip(layers, grown, strict=True))
-    for m in layers:
-        assert (m.weight_orig[m.weight_mask == 0] == 0).all()  # dropped weights zeroed; grown ones start at zero
+    for m, g in zip(layers, grown, strict=True):
+        assert (m.weight_orig[m.weight_mask == 0] == 0).all()  # dropped weights zeroed
+        assert (m.weight_orig[g] == 0).all()  # grown ones start at zero (they held values before the swap)
     assert smallest not in {float(v) for m in layers for v in m.weight_orig.detach().abs()[m.weight_mask > 0]}
 
 

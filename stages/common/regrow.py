@@ -65,6 +65,7 @@ def regrow(layers: list[nn.Module], frac: float) -> int:
     layers = _masked_layers(layers)
     if not layers or layers[0].weight_orig.grad is None:
         return 0
+    zero_pruned(layers)  # grown weights start at zero (during fine-tuning every step already did this)
     w = torch.cat([m.weight_orig.abs().flatten() for m in layers])
     g = torch.cat([m.weight_orig.grad.abs().flatten() for m in layers])
     mask = torch.cat([m.weight_mask.flatten() for m in layers])
