@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stages import channel, combine, evaluate, prune, train
-from stages.common import gradual, paths, sparse
+from stages.common import gradual, paths, sparse, training
 from stages.common.channels import kept_widths, l1_keep, prune_channels, widths
 from stages.common.channels import layers as channel_layers
 from stages.common.config import Params, replace
@@ -89,7 +89,6 @@ def test_prune_dropout_false_fine_tunes_without_dropout(tiny_params: Params, tra
 
 def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, trained: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from stages.common import training
     seen: list[tuple[float, float]] = []
     real = training.augment
 
