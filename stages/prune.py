@@ -164,10 +164,6 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
     cfg = params.prune
     gen = seed_everything(cfg.seed, params.threads, params.kernels)
     model, _ = load_checkpoint(dense_path)
-    if not cfg.dropout:  # fine-tuning only: evaluation never drops, and the checkpoint keeps the model's args
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0
     pruner = PRUNERS[cfg.method]
     if cfg.min_density_ends > 0:  # validated: only the global methods take a floor
         pruner = functools.partial(pruner, min_density_ends=cfg.min_density_ends)
@@ -194,8 +190,7 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
                 sparse.wrap(model)
 
         every_step = _regrowth(model, cfg) if cfg.regrow > 0 else None
-        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch, cfg.augment,
-                              every_step)
+        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch, every_step)
         sparse.unwrap(model)
     make_permanent(model)
     rows = layer_sparsity(model)

@@ -14,18 +14,16 @@ from stages import prune, train
 from stages.common import paths
 from stages.common.config import Params, params_from_dict, replace
 from stages.common.io import save_checkpoint
-from stages.common.runtime import pin_kernels
 
-# Before any test's first tensor op: the kernel libraries read their switches once per process, and the stages
-# pin the pipeline's kernels (params.yaml's default) in run().
-pin_kernels("avx2")
+# The first import of `stages` above put params.yaml's kernel switches into the environment, before torch
+# loaded: every in-process test runs under the default kernels, as the stages' own processes do.
 
 # A few thousand images, one short epoch, a net small enough to train in seconds.
 TINY: dict[str, Any] = {
     "seed": 0,
     # One thread: the queue test runs two experiments at once on 2 cores (jobs x threads <= cores).
     "threads": 1,
-    "kernels": "avx2",
+    "kernels": "portable",
     "data": {"root": "data", "source": "auto", "train_limit": 2000, "test_limit": 500, "timeout_s": 2.0,
              "verify": True},
     "model": {"conv_channels": [4, 8], "hidden": [64, 32], "dropout": 0.1},

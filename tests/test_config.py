@@ -41,6 +41,7 @@ def test_tiny_params_build() -> None:
     ("prune", "schedule", "linear", "prune.schedule"),
     ("prune", "augment", 1.5, "prune.augment"),
     ("combined", "augment", -0.5, "combined.augment"),
+    ("channel", "augment", 2, "channel.augment"),
     ("prune", "regrow", 1.0, "prune.regrow"),
     ("prune", "regrow_every", 0, "prune.regrow_every"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),

@@ -1,4 +1,4 @@
-"""The kernels param: the same SIMD code paths on every CPU, set before torch's first op (runtime.pin_kernels)."""
+"""The kernels param: each process takes params.yaml's kernel switches before torch loads (stages/__init__.py)."""
 
 from __future__ import annotations
 
@@ -8,65 +8,88 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from stages.common.config import ConfigError, params_from_dict
-from stages.common.runtime import KERNEL_ENV
+from stages.common.config import ConfigError, Params, params_from_dict
+from stages.common.kernels import KERNEL_ENV, SWITCHES
 from tests.conftest import tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Products of the shapes the big CNN's layers multiply, a conv and a linear layer's weight gradient. On a 2-core
-# AMD EPYC (Zen 2) the 128x1024 @ 1024x10 product already has other bits under MKL's AVX2 branch than natively.
-FINGERPRINT = """
-import hashlib, os, sys
-import torch
-if sys.argv[1] != "none":
-    from stages.common.runtime import seed_everything
-    seed_everything(0, 1, sys.argv[1])  # what every stage's run() does first
-torch.manual_seed(0)
-outs = []
-for m, k, n in [(128, 3136, 1024), (128, 1024, 1024), (128, 1024, 10)]:
-    outs.append(torch.randn(m, k) @ torch.randn(k, n))
-outs.append(torch.nn.functional.conv2d(torch.randn(8, 32, 14, 14), torch.randn(64, 32, 3, 3), padding=1))
-lin = torch.nn.Linear(1024, 256)
-lin(torch.randn(128, 1024)).square().sum().backward()
-outs.append(lin.weight.grad)
-print(torch.backends.cpu.get_cpu_capability(), os.environ.get("MKL_CBWR"),
-      hashlib.md5(b"".join(o.detach().numpy().tobytes() for o in outs)).hexdigest())
-"""
+# Every module a user or DVC starts with `python -m stages.<name>`.
+ENTRY_POINTS = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__")
+REPORT = "import os, torch; print(torch.backends.cpu.get_cpu_capability(), *(os.environ.get(k, '-') for k in {}))"
 
 
-def _fingerprint(mode: str, env: dict[str, str]) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in KERNEL_ENV["avx2"]}
-    out = subprocess.run([sys.executable, "-c", FINGERPRINT, mode], cwd=ROOT, env={**clean, **env},
-                         capture_output=True, text=True, check=True, timeout=120)
-    return out.stdout.strip()
+def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh process started from a shell without the kernel switches (plus `env`)."""
+    clean = {k: v for k, v in os.environ.items() if k not in SWITCHES}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env={**clean, "PYTHONPATH": str(ROOT), **env},
+                          capture_output=True, text=True, timeout=300)
 
 
-def test_pinning_in_run_equals_setting_the_switches_before_the_process_starts() -> None:
-    """The libraries read their switches lazily: seed_everything, called after `import torch`, must be in time."""
-    from_start = _fingerprint("none", KERNEL_ENV["avx2"])
-    pinned = _fingerprint("avx2", {})
-    assert pinned == from_start
-    capability, cbwr, _ = pinned.split()
-    assert capability in ("AVX2", "DEFAULT") and cbwr == "AVX2"
-    # native leaves the machine's own choice alone, whatever it is.
-    assert _fingerprint("native", {}) == _fingerprint("none", {})
+def _params_file(folder: Path, kernels: str, **sections: dict) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump({**tiny_dict(**sections), "kernels": kernels}))
 
 
 def test_kernels_param_must_be_known() -> None:
-    assert params_from_dict(tiny_dict()).kernels == "avx2"
-    assert params_from_dict({**tiny_dict(), "kernels": "native"}).kernels == "native"
-    with pytest.raises(ConfigError, match=r"kernels must be avx2 or native, got 'avx512'"):
-        params_from_dict({**tiny_dict(), "kernels": "avx512"})
+    assert Params().kernels == "portable"
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["kernels"] == "portable"
+    for mode in ("portable", "baseline", "native"):
+        assert params_from_dict({**tiny_dict(), "kernels": mode}).kernels == mode
+    with pytest.raises(ConfigError, match=r"kernels must be portable, baseline or native, got 'avx2'"):
+        params_from_dict({**tiny_dict(), "kernels": "avx2"})
+
+
+def test_every_entry_point_is_pinned_before_torch_loads(tmp_path: Path) -> None:
+    """baseline caps ATen below its native level on any CPU: an entry point that loaded torch first would show
+    the machine's own capability (AVX2 or AVX512) instead of DEFAULT."""
+    _params_file(tmp_path, "baseline")
+    expected = f"DEFAULT {' '.join(KERNEL_ENV['baseline'][k] for k in SWITCHES)}"
+    procs = {name: subprocess.Popen(
+        [sys.executable, "-c", f"import stages.{name}; " + REPORT.format(SWITCHES)], cwd=tmp_path,
+        env={**{k: v for k, v in os.environ.items() if k not in SWITCHES}, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ENTRY_POINTS}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (name, err[-2000:])
+        assert out.strip() == expected, name
+    assert {"train", "prune", "compress", "evaluate", "predict", "bench", "profile", "sweep"} <= set(procs)
+
+
+def test_stage_mains_end_on_the_pinned_kernels(pruned_params: Params, in_tmp: Path) -> None:
+    """The stage that once pinned too late (compress) and one that trains, run as DVC runs them, from a shell
+    without the switches: torch must end on baseline's capability after main()."""
+    _params_file(in_tmp, "baseline", data={"root": pruned_params.data.root, "verify": False})
+    for stage in ("compress", "prune"):
+        done = _python(f"from stages import {stage}; {stage}.main(); " + REPORT.format(SWITCHES), in_tmp)
+        assert done.returncode == 0, (stage, done.stderr[-2000:])
+        assert done.stdout.splitlines()[-1] == "DEFAULT default SSE41 COMPATIBLE", stage
+    assert (in_tmp / "metrics" / "compress.json").exists() and (in_tmp / "metrics" / "prune.json").exists()
+
+
+def test_switches_that_come_too_late_are_refused(tmp_path: Path) -> None:
+    """A process that ran a tensor op before `stages` was imported cannot be pinned any more: it says so."""
+    done = _python("import torch; torch.ones(4).sum(); from stages.common.runtime import pin_kernels; "
+                   "pin_kernels('portable')", tmp_path)
+    assert done.returncode != 0
+    assert "kernels: portable needs ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE " \
+           "before torch starts" in done.stderr
+
+
+def test_native_clears_switches_left_in_the_shell(tmp_path: Path) -> None:
+    """kernels: native means the machine's own paths, even if the shell still caps them."""
+    machine = _python(REPORT.format(SWITCHES), tmp_path).stdout.split()[0]
+    _params_file(tmp_path, "native")
+    done = _python("import stages; " + REPORT.format(SWITCHES), tmp_path, ATEN_CPU_CAPABILITY="default",
+                   MKL_CBWR="COMPATIBLE")
+    assert done.stdout.split() == [machine, "-", "-", "-"]
 
 
 def test_every_computing_stage_pins_the_kernels() -> None:
-    """The kernels param is only honest if each stage that does float math pins it and DVC tracks it."""
-    import yaml
-
+    """The kernels param is only honest if each stage that does float math checks it and DVC tracks it."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name in ("train", "prune", "compress", "distill", "evaluate"):
+    for name in ("train", "prune", "channel", "combine", "compress", "distill", "evaluate", "export"):
         assert "kernels" in stages[name]["params"], name
-        source = (ROOT / "stages" / f"{name}.py").read_text()
-        assert "params.kernels" in source, name
+        assert {"stages/__init__.py", "stages/common/kernels.py"} <= set(stages[name]["deps"]), name
+    for name in ("train", "prune", "channel", "compress", "distill", "evaluate", "export"):
+        assert "params.kernels" in (ROOT / "stages" / f"{name}.py").read_text(), name

@@ -14,6 +14,10 @@ from typing import Any
 
 import yaml
 
+from .kernels import KERNEL_ENV as _KERNEL_ENV
+
+KERNEL_MODES = tuple(_KERNEL_ENV)
+
 
 class ConfigError(ValueError):
     """A params.yaml value that is missing, unknown or out of range."""
@@ -95,6 +99,7 @@ def _validate_finetune(cfg: Any, p: str) -> None:
     _require(cfg.schedule in ("cosine", "onecycle"), f"{p}.schedule", "cosine or onecycle", cfg.schedule)
     _require(cfg.batch_size > 0, f"{p}.batch_size", "an integer > 0", cfg.batch_size)
     _require(cfg.seed >= 0, f"{p}.seed", "an integer >= 0", cfg.seed)
+    _require(0 <= cfg.augment <= 1, f"{p}.augment", "a fraction of training's augmentation in [0, 1]", cfg.augment)
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,6 @@ class PruneConfig:
         _require(self.min_density_ends == 0 or self.method in ("global_l1", "random"), f"{p}.min_density_ends",
                  f"0 for {p}.method {self.method} (the floor applies to global_l1 and random)",
                  self.min_density_ends)
-        _require(0 <= self.augment <= 1, f"{p}.augment", "a fraction of training's augmentation in [0, 1]",
-                 self.augment)
         _require(0 <= self.regrow < 1, f"{p}.regrow", "a fraction of the kept weights in [0, 1)", self.regrow)
         _require(self.regrow_every >= 1, f"{p}.regrow_every", "an integer >= 1 (optimizer steps)",
                  self.regrow_every)
@@ -181,6 +184,9 @@ class ChannelConfig:
     batch_size: int = 128
     # Seeds fine-tuning's data order and augmentation: a seed sweep reuses the one trained dense model.
     seed: int = 0
+    # As in the prune section: dropout while fine-tuning, and the fraction of training's augmentation.
+    dropout: bool = True
+    augment: float = 1.0
     # Training images that set the int8 copy's activation ranges.
     calibration_images: int = 2000
 
@@ -284,8 +290,8 @@ class Params:
     seed: int = 0
     # Fixed thread count: results and timings must not depend on how many cores a machine has.
     threads: int = 2
-    # "avx2": the same SIMD code paths on every x86-64 CPU with AVX2, so the same bytes (runtime.KERNEL_ENV).
-    kernels: str = "avx2"
+    # portable: the same bits on every x86-64 CPU with AVX2 (stages/common/kernels.py).
+    kernels: str = "portable"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -303,7 +309,7 @@ class Params:
     def validate(self, p: str = "") -> None:
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         _require(1 <= self.threads <= 256, "threads", "an integer in [1, 256]", self.threads)
-        _require(self.kernels in ("avx2", "native"), "kernels", "avx2 or native", self.kernels)
+        _require(self.kernels in KERNEL_MODES, "kernels", "portable, baseline or native", self.kernels)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -35,13 +35,16 @@ def steps_due(step: int, total_steps: int, ramp: float, n_steps: int) -> list[in
 def gradual_fit(model: nn.Module, params: Params, cfg: Any, prune_to: Callable[[float, torch.optim.Optimizer], None],
                 test: Split, gen: torch.Generator, desc: str,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                augment: float = 1.0,
                 every_step: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
     """Fine-tune `model` with cfg's keys (prune's or channel's: amount, finetune_epochs, steps, ramp, lr,
-    schedule, batch_size), training's loss and `augment` times training's augmentation; prune_to(target,
-    optimizer) runs at each step of the cubic schedule, every_step(step, total_steps) before every optimizer
-    step (and before that step's prune steps). Returns fit()'s history."""
+    schedule, batch_size, dropout), training's loss and cfg.augment times training's augmentation;
+    prune_to(target, optimizer) runs at each step of the cubic schedule, every_step(step, total_steps) before
+    every optimizer step (and before that step's prune steps). Returns fit()'s history."""
     schedule = cubic_schedule(cfg.amount, cfg.steps)
+    if not cfg.dropout:  # fine-tuning only: evaluation never drops, and the checkpoint keeps the model's args
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
 
     def on_step(step: int, total_steps: int, opt: torch.optim.Optimizer) -> None:
         if every_step is not None:
@@ -51,8 +54,8 @@ def gradual_fit(model: nn.Module, params: Params, cfg: Any, prune_to: Callable[[
 
     t = params.train
     spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
-                   label_smoothing=t.label_smoothing, max_shift=augment * t.max_shift,
-                   max_rotate=augment * t.max_rotate,
+                   label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
+                   max_rotate=cfg.augment * t.max_rotate,
                    schedule=cfg.schedule)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
     return fit(model, train, test, spec, gen, on_step=on_step, desc=desc, on_epoch=on_epoch)

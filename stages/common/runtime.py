@@ -10,32 +10,34 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-# Which SIMD code paths torch's three kernel libraries may take. The same float ops summed in a different order
-# give different bits, so a model trained on an AVX-512 CPU differs from one trained on an AVX2 CPU, and MKL
-# picks a different path on AMD than on Intel even at the same ISA. "avx2" caps ATen's own kernels and oneDNN's
-# (conv) JIT at AVX2 and asks MKL (linear layers) for its Conditional Numerical Reproducibility AVX2 branch,
-# which Intel documents as giving the same results on every CPU that has AVX2. "native" leaves all three free.
-KERNEL_ENV: dict[str, dict[str, str]] = {
-    "native": {},
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
-}
+from . import kernels, onednn_matmul
 
 
 def pin_kernels(mode: str) -> None:
-    """Set the kernel libraries' ISA switches; call before the process's first tensor op.
+    """Check that torch runs under `mode`'s kernel switches and route matrix products for portable.
 
-    Each library reads its switch once, lazily, at its first kernel call (checked: setting them after
-    `import torch` but before any op takes effect), so a stage calls this first thing in run().
+    The switches themselves are set when the `stages` package is imported (stages/common/kernels.py), before
+    torch is; a process that imported torch first gets them only if they were in its environment already.
     """
-    if mode not in KERNEL_ENV:
-        raise ValueError(f"kernels: expected one of {sorted(KERNEL_ENV)}, got {mode!r}")
-    os.environ.update(KERNEL_ENV[mode])
-    # ATen shows whether its choice was already made: on an AVX-512 CPU it would say AVX512 here. (MKL and
-    # oneDNN cannot be asked; they read their switch at the same moment, the first op.)
+    wanted = kernels.env_for(mode)
+    if kernels.switches_in_effect() != wanted:
+        raise RuntimeError(f"kernels: {mode} needs {_shell(wanted)} before torch starts, but this process has "
+                           f"{_shell(kernels.switches_in_effect())}; run the stage as `python -m stages.<name>`, "
+                           "which sets them from params.yaml")
+    # ATen shows whether its choice came in time (MKL and oneDNN cannot be asked; they read their switch at
+    # the same moment, the first op).
     capability = torch.backends.cpu.get_cpu_capability()
-    if mode == "avx2" and capability.startswith("AVX512"):
-        raise RuntimeError(f"kernels: avx2 was set after torch had chosen {capability} kernels; "
-                           "set ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 before starting")
+    if mode in kernels.CAPABILITY and capability != kernels.CAPABILITY[mode]:
+        if mode == "portable" and capability == "DEFAULT":
+            raise RuntimeError("kernels: portable needs a CPU with AVX2; this one has none: set kernels: baseline")
+        raise RuntimeError(f"kernels: {mode} was set after torch had chosen {capability} kernels; start the "
+                           f"process with {_shell(wanted)}")
+    if mode == "portable":
+        onednn_matmul.install()
+
+
+def _shell(env: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in env.items()) or "none of " + " ".join(kernels.SWITCHES)
 
 
 def seed_everything(seed: int, threads: int, kernels: str) -> torch.Generator:

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from . import onednn_matmul
+
 # At or below this fraction of kept weights the CSR products beat the dense one, with a margin
 # (`python -m stages.profile --sparse-linear`, 2-core AMD EPYC: FC1 forward + backward 11.1 ms at 5% kept,
 # 22.2 at 15%, 27.7 at 20%, against 24.7-25.3 ms dense at any density).
@@ -110,7 +112,14 @@ def _density(linear: nn.Linear) -> float:
 
 def wrap(model: nn.Module, max_density: float | None = None) -> list[str]:
     """Swap every masked nn.Linear kept at or below max_density (default MAX_DENSITY) for a SparseLinear;
-    returns their names."""
+    returns their names.
+
+    By default nothing is swapped under kernels: portable: torch's CSR products run in MKL's sparse routines,
+    which are not known to sum in the same order on every CPU, and portable keeps MKL out of training. The
+    masked layers then train dense through oneDNN (onednn_matmul), to the same zeros.
+    """
+    if max_density is None and onednn_matmul.installed():
+        return []
     max_density = MAX_DENSITY if max_density is None else max_density
     swapped = []
     for parent_name, parent in list(model.named_modules()):

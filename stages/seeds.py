@@ -1,0 +1,117 @@
+"""Is a change more than seed noise? One model's test accuracy over several seeds, mean ± std (not a stage).
+
+    python -m stages.seeds channel --seeds 0 1 2
+    python -m stages.seeds pruned --seeds 0 1 2 -S prune.dropout=false -S prune.augment=0.5
+
+Runs the stage's own run() once per seed, in this process, on params.yaml (with any -S overrides) and the
+models the pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and,
+for `combined`, the committed channel model), and scores each result on the test set. The compressed forms
+(`compressed`, `combined`) are scored as evaluate scores them: decoded from their bytes. Writes no model file.
+On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt needs three seeds or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from stages import channel, combine, compress, distill, prune, train
+from stages.common import paths
+from stages.common.config import Params, load_params, params_from_dict
+from stages.common.data import load_split
+from stages.common.forms import load_model
+from stages.common.io import load_checkpoint
+from stages.common.runtime import cli
+from stages.common.training import score
+
+
+def _decoded(data: bytes) -> nn.Module:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.bin"
+        path.write_bytes(data)
+        return load_model(path)
+
+
+def _compressed(params: Params) -> nn.Module:
+    model = prune.run(params)[0]
+    return _decoded(compress.compress_model(params, model, paths.DENSE_MODEL.stat().st_size, 1)[0])
+
+
+def _student(params: Params, distilled: bool) -> nn.Module:
+    teacher = load_checkpoint(paths.DENSE_MODEL)[0] if distilled else None
+    return distill.train_student(params, teacher)[0]
+
+
+# model name -> (the params key that seeds it, what trains it)
+MODELS: dict[str, tuple[str, Callable[[Params], nn.Module]]] = {
+    "dense": ("seed", lambda p: train.run(p)[0]),
+    "pruned": ("prune.seed", lambda p: prune.run(p)[0]),
+    "compressed": ("prune.seed", _compressed),
+    "channel": ("channel.seed", lambda p: channel.run(p)[0]),
+    "combined": ("combined.seed", lambda p: _decoded(combine.run(p)[0])),
+    "student": ("distill.seed", lambda p: _student(p, distilled=True)),
+    "student_scratch": ("distill.seed", lambda p: _student(p, distilled=False)),
+}
+
+
+def with_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """params.yaml's dict with `section.key=value` overrides (values in YAML, as `dvc exp run -S` takes them)."""
+    out = yaml.safe_load(yaml.safe_dump(raw))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"-S {item!r}: expected section.key=value")
+        *sections, leaf = key.split(".")
+        node = out
+        for name in sections:
+            node = node.setdefault(name, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def run(model: str, seeds: Sequence[int], raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per seed: the seed, the test accuracy (%) and the seconds it took."""
+    if model not in MODELS:
+        raise ValueError(f"model: expected one of {sorted(MODELS)}, got {model!r}")
+    key, make = MODELS[model]
+    rows = []
+    for seed in seeds:
+        params = params_from_dict(with_overrides(raw, [f"{key}={seed}"]))
+        t0 = time.perf_counter()
+        trained = make(params)
+        test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+        rows.append({"seed": seed, "accuracy": score(trained, test)["accuracy"],
+                     "seconds": time.perf_counter() - t0})
+        print(f"{model} {key}={seed}: {rows[-1]['accuracy']:.2f}% ({rows[-1]['seconds']:.0f} s)", flush=True)
+    return rows
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> str:
+    acc = [r["accuracy"] for r in rows]
+    std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+    return f"{statistics.mean(acc):.2f} ± {std:.2f} over {len(acc)} seeds ({' / '.join(f'{a:.2f}' for a in acc)})"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", choices=sorted(MODELS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("-S", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a param for these runs only (params.yaml is not changed)")
+    args = ap.parse_args(argv)
+    load_params()  # params.yaml itself must be valid before the overrides are applied to it
+    raw = with_overrides(yaml.safe_load(Path("params.yaml").read_text()), args.overrides)
+    rows = run(args.model, args.seeds, raw)
+    print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}")
+
+
+if __name__ == "__main__":
+    cli(main)

