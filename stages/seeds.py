@@ -6,8 +6,10 @@
 Runs the stage's own run() once per seed, in this process, on params.yaml (with any -S overrides) and the
 models the pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and,
 for `combined`, the committed channel model), and scores each result on the test set. The compressed forms
-(`compressed`, `combined`) are scored as evaluate scores them: decoded from their bytes. Writes no model file.
-On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt needs three seeds or more.
+(`compressed`, `combined`) are scored as evaluate scores them: decoded from their bytes. Writes no model file;
+`--save` writes the runs to metrics/seeds/<model>.json, from which README's seed table is generated
+(`python -m stages.tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
+needs three seeds or more.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from stages.common import paths
 from stages.common.config import Params, load_params, params_from_dict
 from stages.common.data import load_split
 from stages.common.forms import load_model
-from stages.common.io import load_checkpoint
+from stages.common.io import load_checkpoint, write_json
+from stages.common.metrics import machine_metrics
 from stages.common.runtime import cli
 from stages.common.training import score
 
@@ -106,11 +109,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("-S", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a param for these runs only (params.yaml is not changed)")
+    ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<model>.json")
     args = ap.parse_args(argv)
     load_params()  # params.yaml itself must be valid before the overrides are applied to it
     raw = with_overrides(yaml.safe_load(Path("params.yaml").read_text()), args.overrides)
+    params = params_from_dict(raw)
     rows = run(args.model, args.seeds, raw)
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}")
+    if args.save:
+        acc = [r["accuracy"] for r in rows]
+        write_json(paths.SEEDS_DIR / f"{args.model}.json", {
+            "model": args.model, "overrides": args.overrides, "runs": rows,
+            "mean": statistics.mean(acc), "std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "command": " ".join(["python -m stages.seeds", args.model, "--seeds", *map(str, args.seeds),
+                                 *[f"-S {o}" for o in args.overrides], "--save"]),
+            "machine": machine_metrics(params.threads, params.kernels)})
 
 
 if __name__ == "__main__":

@@ -76,7 +76,25 @@ def machine(metrics: Path) -> str:
             f"{d['torch']}, {d['threads']} threads, `kernels: {d['kernels']}` (ATen ran {d['cpu_capability']}).")
 
 
-TABLES: dict[str, Callable[[Path], str]] = {"results": results, "layers": layers, "machine": machine}
+def seeds(metrics: Path) -> str:
+    """Each model's accuracy over seeds (metrics/seeds/<model>.json, `python -m stages.seeds --save`)."""
+    dense = _json(metrics / "dense.json")["accuracy"]
+    lines = [_row("model", ["committed run (%)", "mean ± std over seeds (%)", "each seed", "mean vs dense (pt)",
+                            "command"]), _row("---", ["---"] * 5)]
+    for name, title in MODELS.items():
+        path = metrics / paths.SEEDS_DIR.name / f"{name}.json"
+        if not path.exists():
+            continue
+        d = _json(path)
+        each = " / ".join(f"{r['accuracy']:.2f}" for r in d["runs"])
+        gap = "" if name == "dense" else f"{d['mean'] - dense:+.2f}".replace("-", "−")
+        lines.append(_row(title, [f"{_json(metrics / f'{name}.json')['accuracy']:.2f}",
+                                  f"{d['mean']:.2f} ± {d['std']:.2f}", each, gap, f"`{d['command']}`"]))
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[Path], str]] = {"results": results, "layers": layers, "machine": machine,
+                                            "seeds": seeds}
 BLOCK = re.compile(r"(<!-- begin (\w+) -->\n)(.*?)(<!-- end \2 -->)", re.S)
 
 

@@ -36,7 +36,7 @@ def test_sparse_layer_computes_what_the_masked_dense_layer_does() -> None:
     x.grad = None
 
     model = nn.Sequential(lin)
-    assert sparse.wrap(model) == ["0"]
+    assert sparse.wrap(model, sparse.MAX_DENSITY) == ["0"]
     y = model(x)
     assert torch.allclose(y, (x @ (lin.weight_orig * lin.weight_mask).t() + lin.bias), atol=1e-5)
     y.square().sum().backward()
@@ -60,7 +60,7 @@ def test_unwrap_restores_the_same_parameters_with_current_weights() -> None:
     lin = _pruned_linear(0.9)
     model = nn.Sequential(lin)
     params_before = [id(p) for p in model.parameters()]
-    sparse.wrap(model)
+    sparse.wrap(model, sparse.MAX_DENSITY)
     assert [id(p) for p in model.parameters()] == params_before  # the optimizer keeps its state
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     model(torch.randn(8, 60)).sum().backward()

@@ -348,7 +348,9 @@ def test_finetuning_the_sparse_layers_sparse_matches_the_dense_masked_run(tiny_p
     params = replace(tiny_params, prune=replace(tiny_params.prune, amount=0.95))
     wrapped: list[list[str]] = []
     real_wrap = sparse.wrap
-    monkeypatch.setattr(sparse, "wrap", lambda model: wrapped.append(real_wrap(model)) or wrapped[-1])
+    # The CSR path is native kernels' (portable keeps MKL's sparse products out): asked for explicitly here.
+    monkeypatch.setattr(sparse, "wrap",
+                        lambda model: wrapped.append(real_wrap(model, sparse.MAX_DENSITY)) or wrapped[-1])
     runs = {}
     for max_density in (0.0, 1.0):
         monkeypatch.setattr(sparse, "MAX_DENSITY", max_density)
@@ -363,6 +365,17 @@ def test_finetuning_the_sparse_layers_sparse_matches_the_dense_masked_run(tiny_p
         agree = float(((a[k] == 0) == (b[k] == 0)).float().mean())
         assert agree > 0.98, f"{k}: masks agree on only {agree:.3f}"
     assert abs(dense_hist[-1]["test_accuracy"] - sparse_hist[-1]["test_accuracy"]) <= 2.0
+
+
+def test_portable_kernels_fine_tune_the_masked_layers_dense(tiny_params: Params, trained: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under kernels: portable (the tests' process) nothing reaches MKL's CSR products by default."""
+    wrapped: list[list[str]] = []
+    real_wrap = sparse.wrap
+    monkeypatch.setattr(sparse, "wrap", lambda model: wrapped.append(real_wrap(model)) or wrapped[-1])
+    monkeypatch.setattr(sparse, "MAX_DENSITY", 1.0)
+    prune.run(replace(tiny_params, prune=replace(tiny_params.prune, amount=0.95)), trained)
+    assert wrapped and not any(wrapped)
 
 
 def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> None:

@@ -27,3 +27,5 @@ COMPRESS_METRICS = METRICS_DIR / "compress.json"
 EXPORT_METRICS = METRICS_DIR / "export.json"
 # Where the timings were taken: CPU, cores, threads, memory.
 MACHINE_METRICS = METRICS_DIR / "machine.json"
+# `python -m stages.seeds --save`: one model's accuracy over several seeds (README's seed table).
+SEEDS_DIR = METRICS_DIR / "seeds"
