@@ -7,7 +7,7 @@ zeros as dense tensors and onnxruntime multiplies them (its sparse initializers 
 file and the speed would be the dense model's; the compressed .bin is the sparse model's deployable form. Nor
 is the int8 model: torch.export cannot trace torch.ao's packed int8 weights, and onnxruntime's own static int8
 of the channel ONNX (`python -m stages.export --ort-int8`, which only measures) agreed with torch's int8 on
-fewer than 99.9% of the test images and ran slower than its float (README).
+fewer than 99.9% of the test images and ran slower than its float (docs/deploy.md).
 """
 
 from __future__ import annotations

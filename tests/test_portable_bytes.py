@@ -3,7 +3,7 @@
 A few training steps of the default network under the default kernels, in a fresh process as a stage runs,
 must end with the weights whose MD5 is committed below. CI runs on whatever CPU the machine has that day, so
 each run checks another CPU against the same bytes. The MD5 was first computed on an Intel Xeon with AVX-512
-and AMX (lscpu `Intel(R) Xeon(R) Processor`, family 6 model 207); README's reproducibility section lists the
+and AMX (lscpu `Intel(R) Xeon(R) Processor`, family 6 model 207); docs/reproducibility.md lists the
 CPUs that have matched it since.
 """
 
@@ -65,7 +65,7 @@ def test_a_few_default_training_steps_give_the_committed_bytes(tmp_path: Path) -
     assert not [line for line in lines if line.startswith("MKL_VERBOSE") and "NThr" in line]
     md5 = next(line.split()[1] for line in lines if line.startswith("md5 "))
     assert md5 == PORTABLE_MD5, (
-        f"the default kernels trained other bytes on this CPU ({md5}): see README, Reproducibility")
+        f"the default kernels trained other bytes on this CPU ({md5}): see docs/reproducibility.md")
 
 
 def _sequential_fma(x: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:

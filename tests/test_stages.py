@@ -87,8 +87,9 @@ def test_prune_dropout_false_fine_tunes_without_dropout(tiny_params: Params, tra
     assert off.model_args["dropout"] == 0.1  # the saved architecture is the dense model's
 
 
-def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, trained: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def augment_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
+    """The (max_shift, max_rotate) of every augmentation call from here on."""
     seen: list[tuple[float, float]] = []
     real = training.augment
 
@@ -97,6 +98,12 @@ def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, traine
         return real(x, max_shift, max_rotate, gen)
 
     monkeypatch.setattr(training, "augment", spy)
+    return seen
+
+
+def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, trained: Path,
+                                                    augment_calls: list[tuple[float, float]]) -> None:
+    seen = augment_calls
     weights = {}
     for scale in (1.0, 0.5, 0.0):
         seen.clear()
@@ -109,15 +116,8 @@ def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, traine
 
 
 def test_channel_dropout_and_augment_reach_its_fine_tune(tiny_params: Params, trained: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[float, float]] = []
-    real = training.augment
-
-    def spy(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator) -> torch.Tensor:
-        seen.append((max_shift, max_rotate))
-        return real(x, max_shift, max_rotate, gen)
-
-    monkeypatch.setattr(training, "augment", spy)
+                                                        augment_calls: list[tuple[float, float]]) -> None:
+    seen = augment_calls
     models = {}
     for dropout, scale in ((True, 1.0), (False, 1.0), (False, 0.5)):
         seen.clear()

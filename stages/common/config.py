@@ -107,15 +107,14 @@ class PruneConfig:
     method: str = "global_l1"
     # Fraction of all conv + linear weights set to zero.
     amount: float = 0.95
-    # Fine-tuning after (and during) pruning; 0 = one-shot pruning with no recovery. One epoch holds 95% within
-    # 0.05 pt; 98-99% want 4 (README, sweep and 99% sections).
+    # Fine-tuning after (and during) pruning; 0 = one-shot pruning with no recovery. One epoch holds 95%; 98-99%
+    # need more (docs/experiments.md, docs/sparsity-99.md).
     finetune_epochs: int = 1
     # Gradual pruning: sparsity rises along a cubic schedule (Zhu & Gupta 2017) in `steps` prune
     # steps spread over the first `ramp` fraction of fine-tuning. steps = 1 is one-shot then fine-tune.
     steps: int = 10
     ramp: float = 0.1
-    # Half of training's peak rate. At 98% sparsity 3e-4, 6e-4 and 1e-3 gave 99.05, 99.23 and 99.32%: the
-    # sparser net needs the larger steps to recover.
+    # Half of training's peak rate: the sparser the net, the larger the steps it needs to recover.
     lr: float = 2e-3
     # The rate's shape over fine-tuning. cosine: from lr down to 0. onecycle: training's own shape (a warm-up to
     # lr, then down), i.e. learning-rate rewinding (Renda et al. 2020) when lr is training's peak rate.
@@ -128,19 +127,17 @@ class PruneConfig:
     # keep at least this fraction of their weights (their best-scored ones), as Han et al. keep them denser;
     # the global ranking fills the rest. At 99% one global threshold leaves the output layer 24 of its 10,240.
     min_density_ends: float = 0.0
-    # false: the FC layers' dropout is off while fine-tuning. At 99% the 1% of weights left is little to
-    # regularize: with 8 one-cycle epochs, off gave 99.37 +- 0.01 against 99.25 +- 0.02 on (seeds 0-2; README).
+    # false: the FC layers' dropout is off while fine-tuning: the few weights left are little to regularize
+    # (docs/sparsity-99.md, docs/log.md).
     dropout: bool = True
     # The fraction of training's augmentation (train.max_shift px, train.max_rotate degrees) applied while
-    # fine-tuning; 0 = none. Fewer weights fit the warped digits less well: at 99% with 8 one-cycle epochs and
-    # dropout off, half (1 px, 5 degrees) gave 99.41 +- 0.04 against 99.35 +- 0.03 with all of it (5 seeds;
-    # README).
+    # fine-tuning; 0 = none. Fewer weights fit the warped digits less well, and the test digits are not warped
+    # (docs/sparsity-99.md, docs/log.md).
     augment: float = 1.0
     # RigL regrowth (Evci et al. 2020; stages/common/regrow.py) after the last prune step: every regrow_every
     # optimizer steps this fraction of the kept weights, cosine-decayed to 0 at 3/4 of fine-tuning, moves to
     # the pruned weights with the largest gradients. 0 = off. The FC layers then train dense (every weight's
-    # gradient is needed). 99.5% with 0.1 and prune.augment 0: 99.19 +- 0.11 (5 seeds) against 99.10 +- 0.03
-    # without (3 seeds; README).
+    # gradient is needed). It helps at 99.5% (docs/sparsity-99.md).
     regrow: float = 0.0
     regrow_every: int = 100
 
@@ -177,8 +174,8 @@ class ChannelConfig:
     finetune_epochs: int = 4
     steps: int = 4
     ramp: float = 0.25
-    # Learning-rate rewinding (prune section): training's peak rate and one-cycle shape. Three seeds:
-    # 99.35 +- 0.03%, against 99.33 +- 0.06% for cosine from 2e-3.
+    # Learning-rate rewinding (prune section): training's peak rate and one-cycle shape; as good as cosine from
+    # 2e-3 over three seeds (docs/structured-int8.md).
     lr: float = 4e-3
     schedule: str = "onecycle"
     batch_size: int = 128

@@ -10,7 +10,7 @@ when asked for its AVX2 branch (Intel's CNR guide: on non-Intel CPUs that branch
   COMPATIBLE branch (the one Intel documents as the same on every x86-64 CPU) in case anything still calls it.
   Needs AVX2.
 - "baseline": ATen's scalar kernels, oneDNN at SSE4.1 and MKL COMPATIBLE: the same bits on any x86-64 CPU,
-  about twice as slow.
+  even one without AVX2, about 3.5x slower than portable.
 - "native": each library picks its fastest path for this CPU; bits then depend on the CPU.
 
 Each library reads its switch once, at its first kernel call, and a process cannot tell afterwards whether

@@ -46,7 +46,7 @@ def _convert(float_model: nn.Module, calibration: torch.Tensor, batch_size: int)
     torch.backends.quantized.engine = BACKEND
     with warnings.catch_warnings():
         # torch.ao.quantization warns on every call that it is moving to torchao (deprecations, observer
-        # arguments); this FX API is what the pinned torch ships (README, int8).
+        # arguments); this FX API is what the pinned torch ships (docs/structured-int8.md).
         warnings.simplefilter("ignore")
         prepared = prepare_fx(float_model.eval(), get_default_qconfig_mapping(BACKEND),
                               example_inputs=(calibration[:1],))
