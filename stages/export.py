@@ -12,7 +12,8 @@ fewer than 99.9% of the test images and ran slower than its float (docs/deploy.m
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,12 @@ def ort_int8_check(params: Params) -> dict[str, Any]:
     return report
 
 
-def main() -> None:
-    if sys.argv[1:] == ["--ort-int8"]:
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m stages.export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ort-int8", action="store_true",
+                    help="instead: measure onnxruntime's static int8 of the channel ONNX; writes nothing")
+    if ap.parse_args(argv).ort_int8:
         for name, row in ort_int8_check(load_params()).items():
             print(name, " ".join(f"{k}={v:.4g}" for k, v in row.items()))
         return

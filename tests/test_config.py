@@ -142,6 +142,7 @@ def test_stage_with_bad_params_exits_with_one_line_and_keeps_outputs(tmp_path: P
     monkeypatch.chdir(tmp_path)
     failures = []
     for stage, text, named in BAD_PARAMS:
+        monkeypatch.setattr(sys, "argv", [f"stages/{stage}.py"])  # no flags, as DVC starts it
         (tmp_path / "params.yaml").write_text(text)
         outputs = _previous_outputs(tmp_path)
         with pytest.raises(SystemExit) as exit_info:
@@ -164,6 +165,20 @@ def test_stage_command_with_bad_params_exits_1_with_one_line(tmp_path: Path, sta
     assert res.returncode == 1
     assert res.stderr.strip() == f"error: {stage}.batch_size must be an integer > 0, got 0", res.stderr
     assert all(path.read_bytes() == b"previous output" for path in outputs)
+
+
+def test_stage_command_line_takes_help_and_refuses_anything_else(tmp_path: Path) -> None:
+    """`--help` describes the stage and runs nothing; a typo stops with usage (exit 2): no output is touched."""
+    outputs = _previous_outputs(tmp_path)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    for stage, args, code in (("train", ["--help"], 0), ("prune", ["--epochs=3"], 2), ("export", ["--help"], 0),
+                              ("export", ["--ort-int9"], 2)):
+        res = subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=tmp_path, capture_output=True,
+                             text=True, env=env)
+        assert res.returncode == code, (stage, args, res.stderr[-500:])
+        assert f"usage: python -m stages.{stage}" in res.stdout + res.stderr
+    assert all(path.read_bytes() == b"previous output" for path in outputs)
+    assert not (tmp_path / "models" / "big_model.onnx").exists()
 
 
 def test_keys_that_cannot_apply_are_refused() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import os
 import random
 import sys
@@ -68,7 +70,17 @@ def seed_everything(seed: int, threads: int, kernels: str) -> torch.Generator:
 
 
 def cli(main: Callable[[], None]) -> None:
-    """Run a stage's main(); expected failures print one line naming the cause and exit 1, no traceback."""
+    """Run a stage's main(); expected failures print one line naming the cause and exit 1, no traceback.
+
+    A main() without parameters reads only params.yaml: its command line takes --help (the module's
+    docstring) and nothing else, so a typo stops with a usage line instead of running the stage and
+    overwriting its outputs. A main(argv) parses its own flags."""
+    if not inspect.signature(main).parameters:
+        spec = main.__globals__.get("__spec__")  # the module main() was defined in, however it was started
+        name = getattr(spec, "name", None) or main.__module__
+        argparse.ArgumentParser(prog=f"python -m {name}", description=main.__globals__.get("__doc__"),
+                                epilog="Reads params.yaml in the current folder.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     try:
         main()
     except (ValueError, OSError) as exc:
