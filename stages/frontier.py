@@ -28,7 +28,7 @@ from stages.common import paths
 from stages.common.config import load_params
 from stages.common.io import write_csv
 from stages.common.runtime import cli
-from stages.sweep import _dvc, check_cores, experiments, markdown, run_queue
+from stages.sweep import check_cores, dvc, experiments, markdown, run_queue
 
 PREFIX = "frontier-"
 # One size per method in each experiment, from the largest cut-back to the smallest. {} is params.yaml's own:
@@ -231,7 +231,7 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
 
 def collect(baseline: str = "HEAD") -> list[dict[str, Any]]:
     """Rows of the experiments queued on `baseline` (DVC files each under the commit it was queued on)."""
-    pts = list(points(json.loads(_dvc("exp", "show", "--json", "--rev", baseline))))
+    pts = list(points(json.loads(dvc("exp", "show", "--json", "--rev", baseline))))
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {baseline} in `dvc exp show`; run "
                            f"`python -m stages.frontier` (or --baseline the commit they were queued on)")

@@ -42,7 +42,8 @@ def queue_command(amounts: Sequence[float], seeds: Sequence[int] | None = None, 
     return ["dvc", "exp", "run", "--queue", "-n", name, *grid, *[arg for kv in sets for arg in ("-S", kv)]]
 
 
-def _dvc(*args: str, check: bool = True) -> str:
+def dvc(*args: str, check: bool = True) -> str:
+    """`dvc ARGS`, its stdout; a failure raises with the end of its stderr (check=False: ignored)."""
     res = subprocess.run(["dvc", *args], capture_output=True, text=True)
     if check and res.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed: {res.stderr.strip()[-1000:]}")
@@ -71,9 +72,9 @@ def run_queue(cmds: Sequence[list[str]], jobs: int = 1, prefix: str = "sweep-") 
     """Queue each command, run the queue with `jobs` workers and wait for it to empty."""
     # Removing the earlier sweep's experiments first: DVC numbers the new ones from 1 again (and refuses a name
     # twice), and the table must hold only this sweep's.
-    old = [n for n, _ in experiments(json.loads(_dvc("exp", "show", "--json"))) if n.startswith(prefix)]
+    old = [n for n, _ in experiments(json.loads(dvc("exp", "show", "--json"))) if n.startswith(prefix)]
     if old:
-        _dvc("exp", "remove", *old, check=False)
+        dvc("exp", "remove", *old, check=False)
     for cmd in cmds:
         subprocess.run(cmd, check=True)
     start_queue(jobs)
@@ -84,7 +85,7 @@ def wait_for_queue(jobs: int, poll_s: float = 10.0) -> None:
     """Until nothing is queued or running; raises if an experiment failed."""
     while True:
         time.sleep(poll_s)
-        status = _dvc("queue", "status")
+        status = dvc("queue", "status")
         if not any(word in status for word in ("Queued", "Running")):
             break
         if "Running" not in status and "Worker status: 0 active, 0 idle" in status:
@@ -132,7 +133,7 @@ def _rows_from_exp_show(data: list[dict[str, Any]], dense_accuracy: float) -> li
 
 def collect() -> list[dict[str, Any]]:
     dense = json.loads((paths.METRICS_DIR / "dense.json").read_text())
-    rows = _rows_from_exp_show(json.loads(_dvc("exp", "show", "--json")), dense["accuracy"])
+    rows = _rows_from_exp_show(json.loads(dvc("exp", "show", "--json")), dense["accuracy"])
     if not rows:
         raise RuntimeError("no sweep-* experiments found in `dvc exp show`")
     write_csv(SWEEP_CSV, rows)

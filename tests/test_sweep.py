@@ -67,10 +67,10 @@ def test_waiting_restarts_a_worker_that_left_a_queue_behind(monkeypatch: pytest.
                      "a  q-1  Success\nq-2  Running\n\nWorker status: 1 active, 0 idle",
                      "a  q-1  Success\nq-2  Success\n\nWorker status: 0 active, 0 idle"])
     started: list[int] = []
-    monkeypatch.setattr(sweep, "_dvc", lambda *args, **kw: next(statuses))
+    monkeypatch.setattr(sweep, "dvc", lambda *args, **kw: next(statuses))
     monkeypatch.setattr(sweep, "start_queue", started.append)
     sweep.wait_for_queue(jobs=1, poll_s=0)
     assert started == [1]
-    monkeypatch.setattr(sweep, "_dvc", lambda *args, **kw: "q-1  Failed\n\nWorker status: 0 active, 0 idle")
+    monkeypatch.setattr(sweep, "dvc", lambda *args, **kw: "q-1  Failed\n\nWorker status: 0 active, 0 idle")
     with pytest.raises(RuntimeError, match="some experiments failed"):
         sweep.wait_for_queue(jobs=1, poll_s=0)
