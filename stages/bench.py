@@ -37,7 +37,7 @@ from stages.common.quantize import quantize_int8
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, score
 
-BENCH_JSON = paths.METRICS_DIR / "bench.json"
+BENCH_JSON = paths.BENCH_JSON
 
 
 def _median_ms(fn: Callable[[], object], runs: int) -> float:

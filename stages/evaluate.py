@@ -31,7 +31,7 @@ MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed"
           "channel": paths.CHANNEL_MODEL, "channel_int8": paths.CHANNEL_INT8_MODEL, "combined": paths.COMBINED_MODEL,
           "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
 # Every evaluated model's accuracy, bytes and batch-1 latency, one row each (the accuracy-per-byte plots).
-FRONTIER = paths.METRICS_DIR / "frontier.csv"
+FRONTIER = paths.MODELS_FRONTIER_CSV
 # Confusion matrices (for `dvc plots`) of these two only.
 CONFUSION = ("dense", "pruned")
 

@@ -55,8 +55,8 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "student (distilled)": ("metrics/student.json", STUDENT),
     "student alone": ("metrics/student_scratch.json", STUDENT),
 }
-FRONTIER_CSV = paths.METRICS_DIR / "frontier_sweep.csv"
-FRONTIER_PNG = paths.METRICS_DIR / "frontier.png"
+FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV
+FRONTIER_PNG = paths.FRONTIER_PNG
 LEVELS = (99.5, 99.4, 99.3, 99.0)
 
 

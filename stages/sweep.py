@@ -28,7 +28,7 @@ from stages.common.io import write_csv
 from stages.common.runtime import cli
 
 AMOUNTS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
-SWEEP_CSV = paths.METRICS_DIR / "sweep.csv"
+SWEEP_CSV = paths.SWEEP_CSV
 
 
 def queue_command(amounts: Sequence[float], seeds: Sequence[int] | None = None, sets: Sequence[str] = (),

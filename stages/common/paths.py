@@ -29,3 +29,10 @@ EXPORT_METRICS = METRICS_DIR / "export.json"
 MACHINE_METRICS = METRICS_DIR / "machine.json"
 # `python -m stages.seeds --save`: one model's accuracy over several seeds (README's seed table).
 SEEDS_DIR = METRICS_DIR / "seeds"
+# evaluate: accuracy, bytes and latency of every model, one row each (dvc plots' scatter of the frontier).
+MODELS_FRONTIER_CSV = METRICS_DIR / "frontier.csv"
+# The commands: python -m stages.sweep, stages.frontier, stages.bench.
+SWEEP_CSV = METRICS_DIR / "sweep.csv"
+FRONTIER_SWEEP_CSV = METRICS_DIR / "frontier_sweep.csv"
+FRONTIER_PNG = METRICS_DIR / "frontier.png"
+BENCH_JSON = METRICS_DIR / "bench.json"
