@@ -178,8 +178,8 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLog
         def prune_to(target: float, _opt: torch.optim.Optimizer) -> None:
             # torch's global pruning flattens weights and masks with .view(), which channels-last conv tensors
             # refuse: prune in the default layout, then train on in the fast one. Between prune steps the masks
-            # hold still, so the sparse enough linear layers train on their kept weights only; regrowth needs
-            # every weight's gradient, so it keeps them dense.
+            # hold still, so the sparse enough linear layers train on their kept weights only (not under
+            # kernels: portable, see sparse.wrap); regrowth needs every weight's gradient, so it keeps them dense.
             sparse.unwrap(model)
             model.to(memory_format=torch.contiguous_format)
             pruner(model, target)
