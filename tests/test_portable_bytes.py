@@ -100,3 +100,22 @@ def test_routed_products_sum_in_an_order_fixed_by_the_shapes() -> None:
             assert np.array_equal(results[0][rows, cols], expected), (m, k, n)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_routed_products_equal_torchs_own_to_rounding() -> None:
+    """mm, addmm (with alpha and beta), bmm (short and long sums), other dtypes and empty sides."""
+    onednn_matmul.install()
+    gen = torch.Generator().manual_seed(1)
+    a, b, bias = torch.randn(5, 40, generator=gen), torch.randn(40, 7, generator=gen), torch.randn(7, generator=gen)
+    expected = a.double() @ b.double()
+    assert torch.allclose((a @ b).double(), expected, atol=1e-4)
+    assert torch.allclose(torch.addmm(bias, a, b).double(), expected + bias.double(), atol=1e-4)
+    assert torch.allclose(torch.addmm(bias, a, b, beta=0.5, alpha=2).double(), 2 * expected + 0.5 * bias.double(),
+                          atol=1e-4)
+    assert torch.equal(torch.addmm(torch.full((7,), float("nan")), a, b, beta=0), a @ b)
+    for k in (3, 40):  # the affine grid's short sums, and a long one through oneDNN per batch item
+        x, y = torch.randn(4, 6, k, generator=gen), torch.randn(4, k, 5, generator=gen)
+        assert torch.allclose(torch.bmm(x, y).double(), torch.einsum("bik,bkj->bij", x.double(), y.double()),
+                              atol=1e-4)
+    assert torch.equal(torch.zeros(3, 0) @ torch.zeros(0, 4), torch.zeros(3, 4))
+    assert (torch.arange(6).view(2, 3) @ torch.arange(6).view(3, 2)).tolist() == [[10, 13], [28, 40]]

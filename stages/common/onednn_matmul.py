@@ -38,6 +38,8 @@ def _other(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _by_k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(..., m, k) @ (..., k, n) as elementwise products summed along k in turn, in ATen's elementwise kernels:
     any dtype, and for a short k (an affine grid's 3) cheaper than a call per batch item."""
+    if a.shape[-1] == 0:
+        return a.new_zeros((*a.shape[:-1], b.shape[-1]))
     out = a[..., :, :1] * b[..., :1, :]
     for k in range(1, a.shape[-1]):
         out = out + a[..., :, k:k + 1] * b[..., k:k + 1, :]
@@ -56,7 +58,9 @@ def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float 
             and bias.shape == (b.shape[1],)):
         return _linear(a, b, bias.contiguous())  # the linear layer's case: a bias per output
     out = _mm(a, b)
-    return (out if alpha == 1 else out * alpha) + (bias if beta == 1 else bias * beta)
+    out = out if alpha == 1 else out * alpha
+    # beta 0 ignores the input, NaN and inf included, as ATen's own addmm does
+    return out if beta == 0 else out + (bias if beta == 1 else bias * beta)
 
 
 def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
