@@ -79,8 +79,8 @@ def machine(metrics: Path) -> str:
 def seeds(metrics: Path) -> str:
     """Each model's accuracy over seeds (metrics/seeds/<model>.json, `python -m stages.seeds --save`)."""
     dense = _json(metrics / "dense.json")["accuracy"]
-    lines = [_row("model", ["committed run (%)", "mean ± std over seeds (%)", "each seed", "mean vs dense (pt)",
-                            "command"]), _row("---", ["---"] * 5)]
+    lines = [_row("model", ["committed run (%)", "mean ± std over seeds (%)", "each seed",
+                            "mean vs the committed dense (pt)", "command"]), _row("---", ["---"] * 5)]
     for name, title in MODELS.items():
         path = metrics / paths.SEEDS_DIR.name / f"{name}.json"
         if not path.exists():
