@@ -76,6 +76,8 @@ def with_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, A
         node = out
         for name in sections:
             node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"-S {item!r}: {name} is not a section")
         node[leaf] = yaml.safe_load(value)
     return out
 

@@ -20,6 +20,8 @@ def test_overrides_set_nested_keys_as_yaml_values() -> None:
     assert "dropout" not in raw["prune"]  # the input is left alone
     with pytest.raises(ValueError, match="expected section.key=value"):
         seeds.with_overrides(raw, ["prune.dropout"])
+    with pytest.raises(ValueError, match="seed is not a section"):
+        seeds.with_overrides(raw, ["seed.x=1"])
 
 
 def test_each_seed_runs_with_the_overrides(synthetic_root: Path, in_tmp: Path,
