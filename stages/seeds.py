@@ -99,10 +99,15 @@ def run(model: str, seeds: Sequence[int], raw: dict[str, Any]) -> list[dict[str,
     return rows
 
 
-def summary(rows: Sequence[dict[str, Any]]) -> str:
+def mean_std(rows: Sequence[dict[str, Any]]) -> tuple[float, float]:
     acc = [r["accuracy"] for r in rows]
-    std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-    return f"{statistics.mean(acc):.2f} ± {std:.2f} over {len(acc)} seeds ({' / '.join(f'{a:.2f}' for a in acc)})"
+    return statistics.mean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> str:
+    mean, std = mean_std(rows)
+    each = " / ".join(f"{r['accuracy']:.2f}" for r in rows)
+    return f"{mean:.2f} ± {std:.2f} over {len(rows)} seeds ({each})"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -119,10 +124,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = run(args.model, args.seeds, raw)
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}")
     if args.save:
-        acc = [r["accuracy"] for r in rows]
+        mean, std = mean_std(rows)
         write_json(paths.SEEDS_DIR / f"{args.model}.json", {
-            "model": args.model, "overrides": args.overrides, "runs": rows,
-            "mean": statistics.mean(acc), "std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "model": args.model, "overrides": args.overrides, "runs": rows, "mean": mean, "std": std,
             "command": " ".join(["python -m stages.seeds", args.model, "--seeds", *map(str, args.seeds),
                                  *[f"-S {o}" for o in args.overrides], "--save"]),
             "machine": machine_metrics(params.threads, params.kernels)})

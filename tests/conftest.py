@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from stages import prune, train
 from stages.common import paths
 from stages.common.config import Params, params_from_dict, replace
 from stages.common.io import save_checkpoint
+from stages.common.kernels import SWITCHES
 
 # The first import of `stages` above put params.yaml's kernel switches into the environment, before torch
 # loaded: every in-process test runs under the default kernels, as the stages' own processes do.
@@ -41,6 +43,15 @@ TINY: dict[str, Any] = {
     "bench": {"repeats": 2, "latency_runs": 5,
               "throughput_batches": 2, "batch_size": 64, "calibration_images": 200, "pipeline_images": 256},
 }
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """A shell's environment without the kernel switches (plus `extra`), with this checkout importable: what a
+    fresh `python -m stages.<name>` starts from."""
+    return {**{k: v for k, v in os.environ.items() if k not in SWITCHES}, "PYTHONPATH": str(ROOT), **extra}
 
 
 def tiny_dict(**sections: dict[str, Any]) -> dict[str, Any]:

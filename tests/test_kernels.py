@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import yaml
 
 from stages.common.config import ConfigError, Params, params_from_dict
 from stages.common.kernels import KERNEL_ENV, SWITCHES
-from tests.conftest import tiny_dict
+from tests.conftest import clean_env, tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every module a user or DVC starts with `python -m stages.<name>`.
@@ -20,14 +19,9 @@ ENTRY_POINTS = sorted(p.stem for p in (ROOT / "stages").glob("*.py") if p.stem !
 REPORT = "import os, torch; print(torch.backends.cpu.get_cpu_capability(), *(os.environ.get(k, '-') for k in {}))"
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """A shell's environment without the kernel switches (plus `extra`), with this checkout importable."""
-    return {**{k: v for k, v in os.environ.items() if k not in SWITCHES}, "PYTHONPATH": str(ROOT), **extra}
-
-
 def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`code` in a fresh process started from such a shell."""
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_env(**env), capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=clean_env(**env), capture_output=True, text=True,
                           timeout=300)
 
 
@@ -51,7 +45,7 @@ def test_every_entry_point_is_pinned_before_torch_loads(tmp_path: Path) -> None:
     expected = f"DEFAULT {' '.join(KERNEL_ENV['baseline'][k] for k in SWITCHES)}"
     for batch in range(0, len(ENTRY_POINTS), 4):  # four at a time: each process imports torch
         procs = {name: subprocess.Popen([sys.executable, "-c", f"import stages.{name}; " + REPORT.format(SWITCHES)],
-                                        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True) for name in ENTRY_POINTS[batch:batch + 4]}
         for name, proc in procs.items():
             out, err = proc.communicate(timeout=300)

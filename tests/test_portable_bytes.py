@@ -9,7 +9,6 @@ CPUs that have matched it since.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +17,7 @@ import numpy as np
 import torch
 
 from stages.common import onednn_matmul
-from stages.common.kernels import SWITCHES
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import clean_env
 
 # 8 steps of the default recipe (params' defaults: AdamW, one-cycle, augmentation, dropout, label smoothing,
 # channels-last convs) on seeded random images, kernels: portable, 2 threads.
@@ -49,15 +46,9 @@ print("md5", hashlib.md5(weights).hexdigest())
 """
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without the kernel switches (a fresh shell), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
-
-
 def test_a_few_default_training_steps_give_the_committed_bytes(tmp_path: Path) -> None:
     # No params.yaml in the folder: the default kernels. MKL_VERBOSE prints a line for every MKL call.
-    out = subprocess.run([sys.executable, "-c", TRAIN_A_FEW_STEPS], cwd=tmp_path, env=_clean_env(MKL_VERBOSE="1"),
+    out = subprocess.run([sys.executable, "-c", TRAIN_A_FEW_STEPS], cwd=tmp_path, env=clean_env(MKL_VERBOSE="1"),
                          capture_output=True, text=True, check=True, timeout=300).stdout
     lines = out.splitlines()
     assert "kernels portable capability AVX2" in lines
