@@ -27,7 +27,7 @@ test: install
 
 # Every model form side by side in one process (after `make repro`): a table and metrics/bench.json.
 bench: install
-	$(RUN) $(PY) -m stages.bench
+	$(RUN) $(PY) -m commands.bench
 
 # `dvc exp show` has over 100 columns (every metric of every file, every param and dep); this is one row per
 # experiment with the params a sweep changes and the headline metrics.
@@ -38,7 +38,7 @@ exps: install
 # Every method at three sizes and three seeds as queued DVC experiments (after `make repro`; ~35 min on
 # 2 cores): metrics/frontier_sweep.csv, metrics/frontier.png and the best point per accuracy level.
 frontier: install
-	$(RUN) $(PY) -m stages.frontier
+	$(RUN) $(PY) -m commands.frontier
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -14,16 +14,16 @@ from typing import Any
 import torch
 
 from stages.common import paths
-from stages.common.channels import kept_widths, prune_channels, widths
 from stages.common.config import Params, load_params
 from stages.common.data import load_split
-from stages.common.gradual import gradual_fit
 from stages.common.io import load_checkpoint, save_checkpoint, write_json
 from stages.common.live import EpochLogger, epoch_logger
 from stages.common.model import BigCNN, count_params
-from stages.common.quantize import quantize_int8, save_int8
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import score
+from stages.methods.channels import kept_widths, prune_channels, widths
+from stages.methods.gradual import gradual_fit
+from stages.methods.quantize import quantize_int8, save_int8
 
 
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,

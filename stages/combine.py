@@ -1,7 +1,8 @@
-"""Stage: every size lever on one model. The channel stage's smaller network is pruned unstructured like the
-prune stage (the `combined` params, the same keys as `prune`) and compressed like the compress stage
-(`compress.*`): models/combined.bin. Loading it rebuilds the channel model's small dense layers, so it runs at
-the channel model's speed from a file a few hundred times smaller than the dense checkpoint.
+"""Stage: every size lever on one model. The channel stage's smaller network is pruned unstructured as the
+prune stage prunes the dense one (stages/methods/unstructured.py, with the `combine` params: prune's keys) and
+compressed as the compress stage compresses (stages/methods/compression.py, `compress.*`): models/combined.bin.
+Loading it rebuilds the channel model's small dense layers, so it runs at the channel model's speed from a file
+a few hundred times smaller than the dense checkpoint.
 """
 
 from __future__ import annotations
@@ -10,19 +11,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stages import compress, prune
 from stages.common import paths
-from stages.common.config import Params, load_params, replace
-from stages.common.io import atomic_write_bytes, write_json
+from stages.common.config import Params, load_params
+from stages.common.data import load_split
+from stages.common.io import atomic_write_bytes, load_checkpoint, write_json
 from stages.common.live import EpochLogger, epoch_logger
-from stages.common.runtime import cli
+from stages.common.runtime import cli, seed_everything
+from stages.methods import unstructured
+from stages.methods.compression import compress_model, summary
 
 
 def run(params: Params, channel_path: Path = paths.CHANNEL_MODEL, dense_path: Path = paths.DENSE_MODEL,
         on_epoch: EpochLogger | None = None) -> tuple[bytes, dict[str, Any]]:
-    """The compressed bytes and a report: the global sparsity reached plus compress's size report."""
-    model, report, _ = prune.run(replace(params, prune=params.combined), channel_path, on_epoch)
-    data, size = compress.compress_model(params, model, dense_path.stat().st_size, channel_path.stat().st_size)
+    """The compressed bytes and a report: the global sparsity reached plus compress_model's size report."""
+    cfg = params.combine
+    gen = seed_everything(cfg.seed, params.threads, params.kernels)
+    model, _ = load_checkpoint(channel_path)
+    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    report, _ = unstructured.prune_model(model, params, cfg, test, gen, on_epoch)
+    data, size = compress_model(params, model, dense_path.stat().st_size, channel_path.stat().st_size)
     return data, {"global_sparsity": report["global_sparsity"], **size}
 
 
@@ -33,7 +40,7 @@ def main() -> None:
         data, report = run(params, on_epoch=log)
     atomic_write_bytes(paths.COMBINED_MODEL, data)
     write_json(paths.COMBINE_METRICS, {**report, "seconds": time.perf_counter() - t0})
-    print(compress.summary(paths.COMBINED_MODEL, report))
+    print(summary(paths.COMBINED_MODEL, report))
 
 
 if __name__ == "__main__":

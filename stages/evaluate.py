@@ -7,7 +7,6 @@ activations), and the machine every timing comes from is written beside them.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,8 @@ MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed"
           "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
 # Every evaluated model's accuracy, bytes and batch-1 latency, one row each (the accuracy-per-byte plots).
 FRONTIER = paths.MODELS_FRONTIER_CSV
-# Confusion matrices (for `dvc plots`) of these two only.
-CONFUSION = ("dense", "pruned")
+# The misclassified test images (for `dvc plots`' confusion view) of these two only.
+ERRORS = ("dense", "pruned")
 
 
 def measure(params: Params, checkpoint: Path, test: Split) -> tuple[dict[str, float], list[int]]:
@@ -65,25 +64,24 @@ def main() -> None:
     params = load_params()
     result = run(params)
     for name, model in result["models"].items():
-        write_json(paths.METRICS_DIR / f"{name}.json", model["metrics"])
-        if name in CONFUSION:
-            write_csv(paths.METRICS_DIR / f"confusion_{name}.csv",
-                      [{"actual": a, "predicted": p} for a, p in zip(result["labels"], model["preds"], strict=True)])
+        write_json(paths.model_metrics(name), model["metrics"])
+        if name in ERRORS:
+            write_csv(paths.errors_csv(name), error_rows(result["labels"], model["preds"]))
     write_json(paths.MACHINE_METRICS, result["machine"])
     write_csv(FRONTIER, frontier_rows(result))
 
 
+def error_rows(labels: list[int], preds: list[int]) -> list[dict[str, int]]:
+    """The test images a model gets wrong, one (actual, predicted) row each, in test-set order."""
+    return [{"actual": a, "predicted": p} for a, p in zip(labels, preds, strict=True) if a != p]
+
+
 def frontier_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per model for the accuracy-per-byte and per-millisecond plots; log10 columns, because the
-    sizes span 17 MB to 50 KB and DVC's scatter template draws linear axes."""
-    rows = []
-    for name, model in result["models"].items():
-        m = model["metrics"]
-        rows.append({"model": name, "accuracy": m["accuracy"], "checkpoint_bytes": m["checkpoint_bytes"],
-                     "log10_bytes": round(math.log10(m["checkpoint_bytes"]), 4),
-                     "latency_b1_ms": round(m["latency_b1_ms"], 4),
-                     "log10_latency_ms": round(math.log10(m["latency_b1_ms"]), 4)})
-    return rows
+    """One row per model for the accuracy-per-byte and per-millisecond plots (drawn on log axes:
+    .dvc/plots/labelled_log_x.json)."""
+    return [{"model": name, "accuracy": m["accuracy"], "checkpoint_bytes": m["checkpoint_bytes"],
+             "latency_b1_ms": round(m["latency_b1_ms"], 4)}
+            for name, m in ((name, model["metrics"]) for name, model in result["models"].items())]
 
 
 if __name__ == "__main__":

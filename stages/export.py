@@ -25,9 +25,9 @@ from stages.common.data import Split, load_split
 from stages.common.forms import load_model
 from stages.common.io import atomic_write_bytes, load_checkpoint, write_json
 from stages.common.metrics import speed_metrics, speed_of
-from stages.common.onnx_model import ort_int8, run_logits, session, to_onnx
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import predict, prepare, score_logits
+from stages.methods.onnx_model import ort_int8, run_logits, session, to_onnx
 
 EXPORTS = {"dense": (paths.DENSE_MODEL, paths.DENSE_ONNX), "channel": (paths.CHANNEL_MODEL, paths.CHANNEL_ONNX),
            "student": (paths.STUDENT_MODEL, paths.STUDENT_ONNX)}

@@ -35,7 +35,7 @@ TINY: dict[str, Any] = {
               "lr": 0.001, "batch_size": 64},
     "channel": {"amount": 0.5, "finetune_epochs": 1, "steps": 2, "ramp": 0.5, "lr": 0.002, "batch_size": 64,
                 "calibration_images": 200},
-    "combined": {"amount": 0.5, "finetune_epochs": 1, "steps": 2, "ramp": 0.5, "lr": 0.002, "batch_size": 64},
+    "combine": {"amount": 0.5, "finetune_epochs": 1, "steps": 2, "ramp": 0.5, "lr": 0.002, "batch_size": 64},
     "evaluate": {"batch_size": 128, "latency_runs": 5, "throughput_batches": 2},
     "distill": {"student": {"conv_channels": [2, 4], "hidden": [16], "dropout": 0.0}, "epochs": 1,
                 "batch_size": 64, "lr": 0.003, "temperature": 2.0, "alpha": 0.5},

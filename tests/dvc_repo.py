@@ -29,7 +29,8 @@ def sh(cwd: Path, *cmd: str) -> str:
 
 def make_repo(repo: Path) -> Path:
     """This project's code and dvc.yaml with tiny params, committed; nothing run yet."""
-    shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "commands"):
+        shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
     # The file format the default params write (range-coded k-means), end to end.
@@ -41,6 +42,9 @@ def make_repo(repo: Path) -> Path:
     sh(repo, "git", "config", "user.email", "test@example.invalid")
     sh(repo, "dvc", "init", "-q")
     sh(repo, "dvc", "config", "core.analytics", "false")
+    # The project's plot templates and page (.dvc/plots/), as a clone of it has them.
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    sh(repo, "dvc", "config", "plots.html_template", "plots/page.html")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "tiny pipeline")
     return repo

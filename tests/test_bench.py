@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from stages import bench, channel, combine, compress
+from commands import bench
+from stages import channel, combine, compress
 from stages.common import forms, paths
 from stages.common.config import Params
 from stages.common.io import atomic_write_bytes, save_checkpoint
-from stages.common.quantize import save_int8
+from stages.methods.quantize import save_int8
 
 
 def test_csr_linear_computes_what_the_dense_layer_does() -> None:

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from stages import compress
-from stages.common import compression, forms, paths
+from stages.common import forms, paths
 from stages.common.config import Params, replace
 from stages.common.data import load_split
 from stages.common.io import CheckpointError, load_checkpoint
 from stages.common.training import predict
+from stages.methods import compression
 
 
 @pytest.mark.parametrize("gaps", [[0, 1, 2, 3], [5], [0, 127, 128, 129, 300, 16384, 10**7]])

@@ -40,7 +40,7 @@ def test_tiny_params_build() -> None:
     ("prune", "min_density_ends", 1.5, "prune.min_density_ends"),
     ("prune", "schedule", "linear", "prune.schedule"),
     ("prune", "augment", 1.5, "prune.augment"),
-    ("combined", "augment", -0.5, "combined.augment"),
+    ("combine", "augment", -0.5, "combine.augment"),
     ("channel", "augment", 2, "channel.augment"),
     ("prune", "regrow", 1.0, "prune.regrow"),
     ("prune", "regrow_every", 0, "prune.regrow_every"),
@@ -119,7 +119,7 @@ BAD_PARAMS = [
     ("evaluate", _bad("evaluate", "colour", "red"), "unknown key 'evaluate.colour'"),
     ("distill", _bad("distill", "alpha", -0.5), "distill.alpha must be a number in [0, 1], got -0.5"),
     ("compress", _bad("compress", "bits", 1), "compress.bits must be an integer in [2, 8], got 1"),
-    ("bench", _bad("bench", "repeats", 0), "bench.repeats must be an integer > 0"),
+    ("commands/bench", _bad("bench", "repeats", 0), "bench.repeats must be an integer > 0"),
     ("train", _without("train"), "params.yaml is missing section 'train'"),
     ("prune", "", "params.yaml is empty"),
     ("prune", "prune: {amount: [0.5\n", "params.yaml is not valid YAML"),
@@ -138,15 +138,16 @@ def _previous_outputs(root: Path) -> list[Path]:
 def test_stage_with_bad_params_exits_with_one_line_and_keeps_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Every case runs the stage's file as `python -m stages.<stage>` does (its __main__ block), in this process:
-    a fresh interpreter per case would spend its time importing torch."""
+    a fresh interpreter per case would spend its time importing torch. A name with a folder is a command's."""
     monkeypatch.chdir(tmp_path)
     failures = []
     for stage, text, named in BAD_PARAMS:
-        monkeypatch.setattr(sys, "argv", [f"stages/{stage}.py"])  # no flags, as DVC starts it
+        path = ROOT / (f"{stage}.py" if "/" in stage else f"stages/{stage}.py")
+        monkeypatch.setattr(sys, "argv", [str(path)])  # no flags, as DVC starts it
         (tmp_path / "params.yaml").write_text(text)
         outputs = _previous_outputs(tmp_path)
         with pytest.raises(SystemExit) as exit_info:
-            runpy.run_path(str(ROOT / "stages" / f"{stage}.py"), run_name="__main__")
+            runpy.run_path(str(path), run_name="__main__")
         lines = capsys.readouterr().err.strip().splitlines()
         if exit_info.value.code != 1 or len(lines) != 1 or not lines[0].startswith("error: ") or named not in lines[0]:
             failures.append((stage, named, exit_info.value.code, lines))

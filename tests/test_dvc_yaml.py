@@ -12,22 +12,28 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
+def _module_file(module: str) -> str | None:
+    """stages/x/y.py for stages.x.y, if this repository has it."""
+    rel = module.replace(".", "/") + ".py"
+    return rel if module.startswith("stages.") and (ROOT / rel).exists() else None
+
+
 def _imported_files(path: Path) -> set[str]:
-    """stages/common/*.py files that `path` imports, directly or through each other."""
+    """The stages/**/*.py files that `path` imports, directly or through each other (stages/__init__.py, which
+    every stage process runs first, is checked on its own)."""
     found: set[str] = set()
     todo = [path]
     while todo:
         tree = ast.parse(todo.pop().read_text())
         for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.ImportFrom):
-                if node.level == 1 or node.module == "stages.common":  # from .x import / from stages.common import x
-                    names = [node.module] if node.level == 1 and node.module else [a.name for a in node.names]
-                elif node.module and node.module.startswith("stages.common."):
-                    names = [node.module.rsplit(".", 1)[1]]
-            for name in names:
-                rel = f"stages/common/{name}.py"
-                if (ROOT / rel).exists() and rel not in found:
+            modules: list[str] = []
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # `from stages.methods import sparse` names a module, `from stages.common.io import x` a file
+                modules = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            for rel in filter(None, map(_module_file, modules)):
+                if rel not in found:
                     found.add(rel)
                     todo.append(ROOT / rel)
     return found

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stages.common import entropy
+from stages.methods import entropy
 
 
 def _mask(rows: int, cols: int, density: float, seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import sweep
+from commands import sweep
 from tests.dvc_repo import assert_restored, outputs, reproduced_repo, sh
 
 
@@ -51,7 +51,7 @@ def test_three_queued_experiments_run_two_at_a_time(repo: Path) -> None:
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the queue")
     amounts = (0.3, 0.6, 0.95)  # more than the two workers, so one waits in the queue
-    # DVC's own grid syntax, as stages.sweep queues it: one command, q-1 .. q-3.
+    # DVC's own grid syntax, as commands.sweep queues it: one command, q-1 .. q-3.
     sh(repo, *sweep.queue_command(amounts, name="q"))
     sweep.start_queue(2, cwd=str(repo))  # not sh(): a captured pipe would wait for the idle workers to exit
     try:

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages import channel, export, predict
+from commands import predict
+from stages import channel, export
 from stages.common import paths
 from stages.common.config import Params
 from stages.common.data import load_split
 from stages.common.io import load_checkpoint, save_checkpoint
-from stages.common.onnx_model import run_logits, session, to_onnx
-from stages.common.quantize import save_int8
+from stages.methods.onnx_model import run_logits, session, to_onnx
+from stages.methods.quantize import save_int8
 from tests.test_predict import draw_seven
 
 

@@ -44,7 +44,8 @@ def test_output_folder_that_is_a_file_gives_a_clear_error(tmp_path: Path) -> Non
 
 
 def test_every_torch_load_is_weights_only() -> None:
-    sources = [p for d in ("stages", "notebooks") for p in (ROOT / d).rglob("*") if p.suffix in (".py", ".ipynb")]
+    sources = [p for d in ("stages", "commands", "notebooks") for p in (ROOT / d).rglob("*")
+               if p.suffix in (".py", ".ipynb")]
     calls = [(p, m) for p in sources for m in re.finditer(r"torch\.load\(([^)]*)\)", p.read_text())]
     assert calls, "expected at least one torch.load in the stages"
     for path, match in calls:
@@ -52,7 +53,7 @@ def test_every_torch_load_is_weights_only() -> None:
 
 
 def test_no_plain_pickle_load_anywhere() -> None:
-    for path in (ROOT / "stages").rglob("*.py"):
+    for path in [*(ROOT / "stages").rglob("*.py"), *(ROOT / "commands").rglob("*.py")]:
         text = path.read_text()
         assert not re.search(r"pickle\.loads?\(", text), f"{path} unpickles without a restricted Unpickler"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stages import frontier
+from commands import frontier
 from stages.common.io import write_csv
 
 STUDENT = {"conv_channels": [16, 32, 64], "hidden": [128]}
@@ -16,7 +16,7 @@ STUDENT = {"conv_channels": [16, 32, 64], "hidden": [128]}
 
 def _params(amount: float, channel: float, seed: int) -> dict[str, Any]:
     return {"prune": {"amount": amount, "seed": seed}, "channel": {"amount": channel, "seed": seed},
-            "combined": {"amount": 0.8, "seed": seed}, "distill": {"student": STUDENT, "seed": seed}}
+            "combine": {"amount": 0.8, "seed": seed}, "distill": {"student": STUDENT, "seed": seed}}
 
 
 def _metrics(accuracy: float, size: int, latency: float) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def test_one_experiment_per_setting_and_seed_with_every_stage_seed_set() -> None
     assert [c[c.index("-n") + 1] for c in cmds] == ["frontier-1-0", "frontier-1-1", "frontier-2-0", "frontier-2-1"]
     assert cmds[1][:4] == ["dvc", "exp", "run", "--queue"] and cmds[1][-1] == "evaluate"  # export is not run
     sets = [cmds[1][i + 1] for i, a in enumerate(cmds[1]) if a == "-S"]
-    assert sets == ["prune.amount=0.9", "prune.seed=1", "channel.seed=1", "combined.seed=1", "distill.seed=1"]
+    assert sets == ["prune.amount=0.9", "prune.seed=1", "channel.seed=1", "combine.seed=1", "distill.seed=1"]
     # The top-level seed would retrain the dense model: never set.
     assert not any(a.startswith("seed=") for c in cmds for a in c)
 
@@ -55,7 +55,7 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
     assert unstructured["accuracy"] == pytest.approx(99.35) and unstructured["accuracy_std"] == pytest.approx(0.071)
     assert unstructured["bytes"] == 1000  # mean of 1000 and 1001, rounded
     combined = {r["setting"] for r in rows if r["method"] == "channel + unstructured + compressed"}
-    assert combined == {"channel.amount 0.5 + combined.amount 0.8", "channel.amount 0.75 + combined.amount 0.8"}
+    assert combined == {"channel.amount 0.5 + combine.amount 0.8", "channel.amount 0.75 + combine.amount 0.8"}
     assert {r["setting"] for r in rows if r["method"] == "student alone"} == {"conv 16/32/64 + FC 128"}
     # The CSV reads back as written: no cell carries a comma, every type returns.
     write_csv(tmp_path / "f.csv", rows)

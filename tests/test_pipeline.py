@@ -15,7 +15,8 @@ import nbformat
 import pytest
 import yaml
 
-from stages import evaluate, sweep
+from commands import sweep
+from stages import evaluate
 from tests.dvc_repo import ROOT, assert_restored, make_repo, outputs, run, sh
 
 
@@ -49,11 +50,18 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
             } <= set(json.dumps(show).split('"'))
     out = sh(repo, "dvc", "plots", "show", "--json")  # the JSON, then a warning line when a plot failed
     plots = json.loads(out[:out.rindex("}") + 1])
-    assert "metrics/live/train/plots/metrics/test_accuracy.tsv" in json.dumps(plots)
+    # The per-epoch logs (cached outputs) drawn by the top-level charts, each log once; no raw DVCLive chart.
+    curves = plots["data"]["Dense training, does it overfit? Train and test accuracy per epoch"][0]["content"]
+    assert {row["filename::field"] for row in curves["data"]["values"]} == {
+        "train_accuracy.tsv::train_accuracy", "test_accuracy.tsv::test_accuracy"}
+    assert not any(name.startswith("metrics/live/") for name in plots["data"])
+    errors = (repo / "metrics" / "errors_dense.csv").read_text().splitlines()[1:]  # the misclassified images
+    test_limit = yaml.safe_load((repo / "params.yaml").read_text())["data"]["test_limit"]
+    assert len(errors) == round(test_limit * (100 - metrics(repo, "dense")["accuracy"]) / 100)
     frontier = (repo / "metrics" / "frontier.csv").read_text().splitlines()  # one row per evaluated model
     assert len(frontier) == 1 + len(evaluate.MODELS) and "metrics/frontier.csv" in json.dumps(plots)
-    # The only plots that cannot render yet are the sweep's and the frontier's, which `python -m stages.sweep`
-    # and `python -m stages.frontier` write from experiments.
+    # The only plots that cannot render yet are the sweep's and the frontier's, which `python -m commands.sweep`
+    # and `python -m commands.frontier` write from experiments.
     assert {e.get("source") for e in plots.get("errors", [])} <= {"metrics/sweep.csv", "metrics/frontier.png"}
     assert "up to date" in sh(repo, "dvc", "status")
     sh(repo, "git", "add", "-A")

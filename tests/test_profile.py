@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stages import profile
+from commands import profile
+from stages.common import training
 from stages.common.config import Params
 from stages.common.data import load_split
 from stages.common.model import build_model, model_args_from
@@ -56,3 +57,25 @@ def test_serving_forms_give_the_eager_outputs_and_a_timing_per_round(tiny_params
     assert all(r["max_abs_diff"] <= 1e-4 and len(r["rounds_ms"]) == 2 and r["latency_b1_ms"] > 0 for r in rows)
     with pytest.raises(ValueError, match="serving form 'onnx'"):
         profile.serving_form(models["dense"], "onnx", torch.rand(1, 1, 28, 28))
+
+
+def test_memory_format_is_an_argument_not_a_global(tiny_params: Params) -> None:
+    """Profiling the contiguous layout leaves the layout the stages train in alone."""
+    train = load_split(tiny_params.data.root, train=True, limit=256, verify=False)
+    test = load_split(tiny_params.data.root, train=False, limit=100, verify=False)
+    model = build_model(**model_args_from(tiny_params.model))
+    profile.profile_training(model, train, test, tiny_params, 64, steps=2, memory_format=torch.contiguous_format)
+    assert training.MEMORY_FORMAT == torch.channels_last
+    conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]  # 1 input channel fits both layouts
+    assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_each_measurement_is_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        profile.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("epoch", "sparse-linear", "latency-floor", "serving"))
+    with pytest.raises(SystemExit) as done:
+        profile.main(["--serving"])  # the old flag form is refused, not run
+    assert done.value.code == 2

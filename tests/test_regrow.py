@@ -10,9 +10,10 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from stages import prune, train
-from stages.common import paths, regrow
+from stages.common import paths
 from stages.common.config import Params, replace
 from stages.common.io import save_checkpoint
+from stages.methods import regrow
 
 
 def _pruned_linear(amount: float = 0.5) -> nn.Linear:

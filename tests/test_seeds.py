@@ -1,4 +1,4 @@
-"""python -m stages.seeds: one model over several seeds, with -S overrides that reach the run."""
+"""python -m commands.seeds: one model over several seeds, with -S overrides that reach the run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from stages import seeds
+from commands import seeds
 from stages.common.config import Params
 from tests.conftest import tiny_dict
 

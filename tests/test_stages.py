@@ -11,18 +11,19 @@ import pytest
 import torch
 
 from stages import channel, combine, evaluate, prune, train
-from stages.common import gradual, paths, sparse, training
-from stages.common.channels import kept_widths, l1_keep, prune_channels, widths
-from stages.common.channels import layers as channel_layers
+from stages.common import paths, training
 from stages.common.config import Params, replace
 from stages.common.data import load_split
 from stages.common.forms import load_model
 from stages.common.io import load_checkpoint, save_checkpoint
 from stages.common.live import epoch_logger
 from stages.common.model import build_model, count_params
-from stages.common.quantize import save_int8
 from stages.common.runtime import seed_everything
 from stages.common.training import FitSpec, fit, score
+from stages.methods import gradual, sparse, unstructured
+from stages.methods.channels import kept_widths, l1_keep, prune_channels, widths
+from stages.methods.channels import layers as channel_layers
+from stages.methods.quantize import save_int8
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_one_shot_prune_hits_the_requested_sparsity(tiny_params: Params, trained
     assert abs(zeros - amount * total) <= len(report["layers"])  # within a weight (a layer, for the per-layer ones)
     if method == "layer_l1":
         assert all(abs(r["sparsity"] - amount) <= 1 / r["params"] for r in report["layers"])
-    assert not any(prune.prune.is_pruned(m) for m in model.modules()), "masks must be made permanent"
+    assert not any(torch.nn.utils.prune.is_pruned(m) for m in model.modules()), "masks must be made permanent"
     assert model.eval()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
@@ -135,15 +136,16 @@ def test_erk_shares_follow_the_layer_shapes_and_fill_the_budget() -> None:
     shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (1024, 3136), (1024, 1024), (10, 1024)]
     sizes = [math.prod(s) for s in shapes]
     for density in (0.01, 0.05, 0.3):
-        d = prune.erk_densities(shapes, density)
+        d = unstructured.erk_densities(shapes, density)
         assert sum(x * n for x, n in zip(d, sizes, strict=True)) == pytest.approx(density * sum(sizes))
         assert all(0 < x <= 1 for x in d)
         # Density per layer ~ (sum of dims) / (product): the big FC layers the sparsest, the first conv the densest.
         assert d[0] >= d[4] >= d[1] >= d[3] > d[2]
-    assert prune.erk_densities(shapes, 0.01)[0] < 1
+    assert unstructured.erk_densities(shapes, 0.01)[0] < 1
     # At 30% kept the convs and the output layer would need more than all their weights: they stay dense, the
     # two big FC layers share the rest.
-    assert prune.erk_densities(shapes, 0.3)[:2] == [1.0, 1.0] and prune.erk_densities(shapes, 0.3)[4] == 1.0
+    at_30 = unstructured.erk_densities(shapes, 0.3)
+    assert at_30[:2] == [1.0, 1.0] and at_30[4] == 1.0
 
 
 @pytest.mark.parametrize("method", ["global_l1", "random"])
@@ -200,19 +202,19 @@ def test_prune_seed_changes_only_the_finetune(tiny_params: Params, trained: Path
 def test_masks_hold_through_finetuning(tiny_params: Params, trained: Path) -> None:
     gen = seed_everything(0, 2, "portable")
     model, _ = load_checkpoint(trained)
-    total = sum(m.weight.numel() for m, _ in prune._targets(model))
-    prune.global_l1(model, 3000 / total)
-    masks = {id(m): m.weight_mask.clone() for m, _ in prune._targets(model)}
-    before = {id(m): m.weight_orig.detach().clone() for m, _ in prune._targets(model)}
+    total = sum(m.weight.numel() for m, _ in unstructured._targets(model))
+    unstructured.global_l1(model, 3000 / total)
+    masks = {id(m): m.weight_mask.clone() for m, _ in unstructured._targets(model)}
+    before = {id(m): m.weight_orig.detach().clone() for m, _ in unstructured._targets(model)}
     train_split = load_split(tiny_params.data.root, train=True, limit=tiny_params.data.train_limit,
                              verify=False)
     fit(model, train_split, None, FitSpec(epochs=1, batch_size=64, lr=1e-2, weight_decay=0.1), gen)
-    prune.make_permanent(model)
-    for m, _ in prune._targets(model):
+    unstructured.make_permanent(model)
+    for m, _ in unstructured._targets(model):
         mask = masks[id(m)]
         assert torch.all(m.weight[mask == 0] == 0), "a pruned weight came back"
         assert not torch.equal(m.weight[mask == 1], before[id(m)][mask == 1]), "kept weights should train"
-    assert sum(int((m.weight == 0).sum()) for m, _ in prune._targets(model)) == 3000
+    assert sum(int((m.weight == 0).sum()) for m, _ in unstructured._targets(model)) == 3000
 
 
 def test_evaluate_writes_the_same_keys_for_both_models(tiny_params: Params, trained: Path) -> None:
@@ -234,6 +236,11 @@ def test_evaluate_writes_the_same_keys_for_both_models(tiny_params: Params, trai
     assert machine["cpu"] and machine["cpu_capability"] and machine["memory_gb"] > 0
     assert machine["kernels"] == params.kernels and not machine["cpu_capability"].startswith("AVX512")
     assert machine["evaluate_peak_rss_mb"] > 50  # torch alone is hundreds of MB
+    # The errors file holds exactly the misclassified images, as many as the accuracy says.
+    errors = evaluate.error_rows(results["labels"], results["models"]["dense"]["preds"])
+    assert all(r["actual"] != r["predicted"] for r in errors)
+    assert len(errors) == round(len(results["labels"]) * (1 - dense["accuracy"] / 100))
+    assert evaluate.error_rows([1, 2, 3], [1, 7, 3]) == [{"actual": 2, "predicted": 7}]
 
 
 def test_build_model_refuses_bad_shapes() -> None:
@@ -267,7 +274,7 @@ def test_combine_prunes_the_channel_model_and_compresses_it(tiny_params: Params,
     small, _ = channel.run(tiny_params, trained)
     save_checkpoint(tmp_path / "channel.pth", small)
     data, report = combine.run(tiny_params, tmp_path / "channel.pth", trained)
-    assert report["global_sparsity"] == pytest.approx(tiny_params.combined.amount, abs=1e-3)
+    assert report["global_sparsity"] == pytest.approx(tiny_params.combine.amount, abs=1e-3)
     assert report["bytes"] == len(data) and report["times_smaller_than_dense"] == trained.stat().st_size / len(data)
     (tmp_path / "combined.bin").write_bytes(data)
     model = load_model(tmp_path / "combined.bin")

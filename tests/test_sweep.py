@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages import sweep
+from commands import sweep
 
 
 def test_one_grid_command_queues_every_amount() -> None:

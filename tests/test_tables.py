@@ -1,4 +1,4 @@
-"""README's generated tables agree with the committed metrics files (stages/tables.py)."""
+"""README's generated tables agree with the committed metrics files (commands/tables.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stages import tables
+from commands import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,7 @@ def test_committed_tables_are_what_the_metrics_give() -> None:
     for doc in tables.DOCS:
         text = (ROOT / doc).read_text()
         assert "<!-- begin results -->" in text or doc.name != "README.md"
-        assert tables.render(text, ROOT / "metrics") == text, f"{doc}: run `python -m stages.tables`"
+        assert tables.render(text, ROOT / "metrics") == text, f"{doc}: run `python -m commands.tables`"
 
 
 def test_a_changed_metric_changes_its_table(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .kernels import KERNEL_ENV as _KERNEL_ENV
+from stages.common.kernels import KERNEL_ENV as _KERNEL_ENV
 
 KERNEL_MODES = tuple(_KERNEL_ENV)
 
@@ -134,7 +134,7 @@ class PruneConfig:
     # fine-tuning; 0 = none. Fewer weights fit the warped digits less well, and the test digits are not warped
     # (docs/sparsity-99.md, docs/log.md).
     augment: float = 1.0
-    # RigL regrowth (Evci et al. 2020; stages/common/regrow.py) after the last prune step: every regrow_every
+    # RigL regrowth (Evci et al. 2020; stages/methods/regrow.py) after the last prune step: every regrow_every
     # optimizer steps this fraction of the kept weights, cosine-decayed to 0 at 3/4 of fine-tuning, moves to
     # the pruned weights with the largest gradients. 0 = off. The FC layers then train dense (every weight's
     # gradient is needed). It helps at 99.5% (docs/sparsity-99.md).
@@ -296,7 +296,7 @@ class Params:
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     # The combine stage prunes the channel model unstructured with these (prune's keys; those left out take
     # these defaults): 80% of its weights, two epochs of learning-rate rewinding.
-    combined: PruneConfig = field(default_factory=lambda: PruneConfig(amount=0.8, finetune_epochs=2, ramp=0.25,
+    combine: PruneConfig = field(default_factory=lambda: PruneConfig(amount=0.8, finetune_epochs=2, ramp=0.25,
                                                                       lr=4e-3, schedule="onecycle"))
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -352,7 +352,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return obj
 
 
-SECTIONS = ("data", "model", "train", "prune", "channel", "combined", "evaluate", "distill", "compress", "bench")
+SECTIONS = ("data", "model", "train", "prune", "channel", "combine", "evaluate", "distill", "compress", "bench")
 
 
 def params_from_dict(raw: Any) -> Params:

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .compression import load_compressed
-from .io import float_model, read_checkpoint
-from .model import BigCNN
-from .quantize import int8_from_checkpoint
+from stages.common.io import float_model, read_checkpoint
+from stages.common.model import BigCNN
+from stages.methods.compression import load_compressed
+from stages.methods.quantize import int8_from_checkpoint
 
 
 def load_model(path: str | Path) -> nn.Module:

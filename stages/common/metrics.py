@@ -20,9 +20,9 @@ import psutil
 import torch
 from torch import nn
 
-from .data import Split
-from .model import prunable
-from .training import predict, score_logits
+from stages.common.data import Split
+from stages.common.model import prunable
+from stages.common.training import predict, score_logits
 
 
 def _quantized(m: nn.Module) -> bool:

@@ -2,10 +2,13 @@
 
 from pathlib import Path
 
+# What every stage reads, and the Hydra config `dvc exp run` composes it from (commands/params.py).
+PARAMS_FILE = Path("params.yaml")
+CONF_DIR = Path("conf")
 MODELS_DIR = Path("models")
 DENSE_MODEL = MODELS_DIR / "big_model.pth"
 PRUNED_MODEL = MODELS_DIR / "big_model_pruned.pth"
-# The pruned model, sparse + quantized + lzma: a format of this pipeline's own (stages/common/compression.py).
+# The pruned model, sparse + quantized + lzma: a format of this pipeline's own (stages/methods/compression.py).
 COMPRESSED_MODEL = MODELS_DIR / "big_model_compressed.bin"
 # Structured pruning (the channel stage): physically smaller layers, float32 and int8.
 CHANNEL_MODEL = MODELS_DIR / "channel.pth"
@@ -25,13 +28,25 @@ COMBINE_METRICS = METRICS_DIR / "combine.json"
 PRUNE_METRICS = METRICS_DIR / "prune.json"
 COMPRESS_METRICS = METRICS_DIR / "compress.json"
 EXPORT_METRICS = METRICS_DIR / "export.json"
+
+
+def model_metrics(name: str) -> Path:
+    """evaluate's metrics of one model (dense, pruned, compressed, channel, ...): metrics/<name>.json."""
+    return METRICS_DIR / f"{name}.json"
+
+
+def errors_csv(name: str) -> Path:
+    """evaluate's misclassified test images of one model (actual, predicted): metrics/errors_<name>.csv."""
+    return METRICS_DIR / f"errors_{name}.csv"
+
+
 # Where the timings were taken: CPU, cores, threads, memory.
 MACHINE_METRICS = METRICS_DIR / "machine.json"
-# `python -m stages.seeds --save`: one model's accuracy over several seeds (README's seed table).
+# `python -m commands.seeds --save`: one model's accuracy over several seeds (README's seed table).
 SEEDS_DIR = METRICS_DIR / "seeds"
 # evaluate: accuracy, bytes and latency of every model, one row each (dvc plots' scatter of the frontier).
 MODELS_FRONTIER_CSV = METRICS_DIR / "frontier.csv"
-# The commands: python -m stages.sweep, stages.frontier, stages.bench.
+# The commands: python -m commands.sweep, commands.frontier, commands.bench.
 SWEEP_CSV = METRICS_DIR / "sweep.csv"
 FRONTIER_SWEEP_CSV = METRICS_DIR / "frontier_sweep.csv"
 FRONTIER_PNG = METRICS_DIR / "frontier.png"

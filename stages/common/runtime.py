@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from . import kernels, onednn_matmul
+from stages.common import kernels, onednn_matmul
 
 
 def pin_kernels(mode: str) -> None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import Split, augment
+from stages.common.data import Split, augment
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,16 @@ class FitSpec:
 MEMORY_FORMAT = torch.channels_last
 
 
-def prepare(model: nn.Module) -> nn.Module:
-    """The model's 4-D weights in MEMORY_FORMAT (in place). Checkpoints still store contiguous tensors."""
-    return model.to(memory_format=MEMORY_FORMAT)
+def prepare(model: nn.Module, memory_format: torch.memory_format = MEMORY_FORMAT) -> nn.Module:
+    """The model's 4-D weights in memory_format (in place). Checkpoints still store contiguous tensors."""
+    return model.to(memory_format=memory_format)
 
 
-def as_input(x: torch.Tensor) -> torch.Tensor:
+def as_input(x: torch.Tensor, memory_format: torch.memory_format = MEMORY_FORMAT) -> torch.Tensor:
     """The batch in MEMORY_FORMAT, with strides that say so. A 1-channel NCHW tensor already counts as
     channels-last to .contiguous(), which then keeps its NCHW strides; a conv then takes its layout from the
     weight, and a pruned layer's masked weight (orig * mask) has lost it: the whole net fell back to NCHW."""
-    return torch.empty_like(x, memory_format=MEMORY_FORMAT).copy_(x)
+    return torch.empty_like(x, memory_format=memory_format).copy_(x)
 
 
 def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -54,11 +54,13 @@ def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total: int) -> torch.o
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, split: Split, batch_size: int = 1000) -> torch.Tensor:
+def predict(model: nn.Module, split: Split, batch_size: int = 1000,
+            memory_format: torch.memory_format = MEMORY_FORMAT) -> torch.Tensor:
     """Logits for a whole split, in eval mode."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(as_input(split.images[i:i + batch_size])) for i in range(0, len(split), batch_size)])
+    out = torch.cat([model(as_input(split.images[i:i + batch_size], memory_format))
+                     for i in range(0, len(split), batch_size)])
     model.train(was_training)
     return out
 

@@ -1,6 +1,6 @@
 """One benchmark, in one process: every form of the model side by side, with ratios to dense (`make bench`).
 
-    python -m stages.bench     # needs `dvc repro` first; prints a table, writes metrics/bench.json
+    python -m commands.bench     # needs `dvc repro` first; prints a table, writes metrics/bench.json
 
 Models: dense; unstructured-pruned with dense kernels; the same with CSR sparse kernels for the linear layers;
 the compressed artifact (rebuilt to dense kernels: it is about bytes on disk); the channel stage's structured
@@ -33,9 +33,9 @@ from stages.common.forms import load_model, with_csr_linears
 from stages.common.io import write_json
 from stages.common.metrics import activation_peak_mb, median_seconds, serialized_bytes
 from stages.common.model import BigCNN, build_model, model_args_from
-from stages.common.quantize import quantize_int8
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, score
+from stages.methods.quantize import quantize_int8
 
 BENCH_JSON = paths.BENCH_JSON
 

@@ -22,7 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .entropy import (
+from stages.common.config import Params
+from stages.common.io import CheckpointError
+from stages.common.model import BigCNN, build_model, prunable
+from stages.common.runtime import pin_kernels
+from stages.methods.entropy import (
     Decoder,
     Encoder,
     best_axis,
@@ -31,9 +35,8 @@ from .entropy import (
     encode_positions,
     encode_symbols,
     kmeans_1d,
+    random_positions_bits,
 )
-from .io import CheckpointError
-from .model import BigCNN, build_model, prunable
 
 MAGIC = b"BIGNN-SPARSE-1\n"
 STREAMS = ("positions", "values", "scales", "dense")
@@ -289,3 +292,36 @@ def load_compressed(path: str | Path) -> BigCNN:
         return decode_range(data) if data.startswith(RANGE_MAGIC) else decode(data)
     except (ValueError, KeyError, IndexError, struct.error, lzma.LZMAError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a readable compressed model: {str(exc).splitlines()[0]}") from None
+
+
+def compress_model(params: Params, model: torch.nn.Module, dense_bytes: int,
+                   source_bytes: int) -> tuple[bytes, dict[str, Any]]:
+    """The artifact's bytes and a size report: against the dense checkpoint and the model's own checkpoint
+    (source_bytes), and in bits per nonzero weight split into positions, values (with codebooks and scales)
+    and everything else."""
+    pin_kernels(params.kernels)  # k-means sums floats: its codebook must not depend on the CPU either
+    cfg = params.compress
+    if cfg.coder == "range":
+        data, parts = encode_range(model, cfg.bits, cfg.quantizer)
+        decode_range(data)  # a file that cannot be read back is never written
+    else:
+        data, parts = encode(model, cfg.bits), lzma_parts(model, cfg.bits)
+        decode(data)
+    masks = [(m.weight != 0).numpy() for _, m in prunable(model)]
+    nonzero = sum(int(mask.sum()) for mask in masks)
+    random_bits = sum(random_positions_bits(mask) for mask in masks)
+    report = {"bits": cfg.bits, "quantizer": cfg.quantizer, "coder": cfg.coder, "bytes": len(data),
+              "dense_checkpoint_bytes": dense_bytes, "pruned_checkpoint_bytes": source_bytes,
+              "times_smaller_than_dense": dense_bytes / len(data), "nonzero_weights": nonzero,
+              "bits_per_nonzero": 8 * len(data) / nonzero,
+              **{f"{k}_bits_per_nonzero": 8 * v / nonzero for k, v in parts.items()},
+              # The entropy bound for the same counts at random positions in each layer (see entropy.py).
+              "random_positions_bits_per_nonzero": random_bits / nonzero}
+    return data, report
+
+
+def summary(path: Path, report: dict[str, Any]) -> str:
+    return (f"{path}: {report['bytes']:,} bytes, {report['times_smaller_than_dense']:.1f}x smaller than the "
+            f"dense checkpoint ({report['dense_checkpoint_bytes']:,} bytes); {report['bits_per_nonzero']:.2f} "
+            f"bits per nonzero weight (positions {report['positions_bits_per_nonzero']:.2f}, values "
+            f"{report['values_bits_per_nonzero']:.2f}, other {report['other_bits_per_nonzero']:.2f})")

@@ -3,10 +3,10 @@
 The queueing is DVC's own grid (one `dvc exp run --queue -S 'prune.amount=0.5,...'`); what this adds is the
 table: mean and std over prune seeds per amount, in metrics/sweep.csv for the plot.
 
-    python -m stages.sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
-    python -m stages.sweep --amounts 0.99 --seeds 0 1 2 --set prune.finetune_epochs=4
+    python -m commands.sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
+    python -m commands.sweep --amounts 0.99 --seeds 0 1 2 --set prune.finetune_epochs=4
                                            # three prune seeds per amount: mean and std in the table
-    python -m stages.sweep --collect-only  # only rebuild the table from `dvc exp show`
+    python -m commands.sweep --collect-only  # only rebuild the table from `dvc exp show`
 
 Each experiment reuses the trained dense model from the DVC cache and reruns prune, compress and evaluate.
 """
@@ -115,8 +115,8 @@ def _rows_from_exp_show(data: list[dict[str, Any]], dense_accuracy: float) -> li
     for name, d in experiments(data):
         if not name.startswith("sweep-"):
             continue
-        pruned = d["metrics"]["metrics/pruned.json"]["data"]
-        seconds = d["metrics"].get("metrics/prune.json", {}).get("data", {}).get("seconds", float("nan"))
+        pruned = d["metrics"][paths.model_metrics("pruned").as_posix()]["data"]
+        seconds = d["metrics"].get(paths.PRUNE_METRICS.as_posix(), {}).get("data", {}).get("seconds", float("nan"))
         amount = d["params"]["params.yaml"]["data"]["prune"]["amount"]
         runs.setdefault(amount, []).append({**pruned, "seconds": seconds})
     rows = []

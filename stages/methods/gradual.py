@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Params
-from .data import Split, load_split
-from .training import FitSpec, fit
+from stages.common.config import Params
+from stages.common.data import Split, load_split
+from stages.common.training import FitSpec, fit
 
 
 def cubic_schedule(amount: float, steps: int) -> list[float]:

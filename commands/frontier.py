@@ -1,13 +1,13 @@
 """Every method at several settings and seeds, as queued DVC experiments: which gives the smallest file and
 the fastest model for an accuracy budget (not a pipeline stage).
 
-    python -m stages.frontier                 # queue 3 settings x 3 seeds, run them one at a time (~35 min on
+    python -m commands.frontier                 # queue 3 settings x 3 seeds, run them one at a time (~35 min on
                                               # 2 cores), write metrics/frontier_sweep.csv and metrics/frontier.png
-    python -m stages.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
-    python -m stages.frontier --collect-only --baseline <commit>   # experiments queued on an earlier commit
+    python -m commands.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
+    python -m commands.frontier --collect-only --baseline <commit>   # experiments queued on an earlier commit
 
-Each experiment sets one size per method at once (prune.amount, channel.amount, combined.amount, the student's
-shape) and one seed for all of them (prune.seed, channel.seed, combined.seed, distill.seed), and runs up to
+Each experiment sets one size per method at once (prune.amount, channel.amount, combine.amount, the student's
+shape) and one seed for all of them (prune.seed, channel.seed, combine.seed, distill.seed), and runs up to
 `evaluate`: the dense model comes from the DVC cache, never retrained, and export is skipped. Every evaluated
 model of an experiment is one point; the points of one method and setting are averaged over the seeds.
 """
@@ -24,36 +24,43 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from commands.sweep import check_cores, dvc, experiments, markdown, run_queue
 from stages.common import paths
 from stages.common.config import load_params
 from stages.common.io import write_csv
 from stages.common.runtime import cli
-from stages.sweep import check_cores, dvc, experiments, markdown, run_queue
 
 PREFIX = "frontier-"
 # One size per method in each experiment, from the largest cut-back to the smallest. {} is params.yaml's own:
 # prune 95%, channel 75%, combined 80% of the channel model, the 98,554-parameter student.
 SETTINGS: tuple[Mapping[str, str], ...] = (
-    {"prune.amount": "0.9", "channel.amount": "0.5", "combined.amount": "0.7", "distill.student.hidden": "[48]"},
+    {"prune.amount": "0.9", "channel.amount": "0.5", "combine.amount": "0.7", "distill.student.hidden": "[48]"},
     {},
-    {"prune.amount": "0.98", "channel.amount": "0.875", "combined.amount": "0.9",
+    {"prune.amount": "0.98", "channel.amount": "0.875", "combine.amount": "0.9",
      "distill.student.conv_channels": "[8,16,32]", "distill.student.hidden": "[64]"},
 )
 SEEDS = (0, 1, 2)
 # The stages' own seeds: none of them retrains the dense model (the top-level `seed` would).
-SEED_KEYS = ("prune.seed", "channel.seed", "combined.seed", "distill.seed")
+SEED_KEYS = ("prune.seed", "channel.seed", "combine.seed", "distill.seed")
+
+
+def _file(model: str) -> str:
+    """The key `dvc exp show --json` gives evaluate's metrics file of one model."""
+    return paths.model_metrics(model).as_posix()
+
+
 # Each method on the picture: the metrics file evaluate writes for it, and the params that set its size.
 STUDENT = ("distill.student.conv_channels", "distill.student.hidden")
 # The dense model is measured in every experiment too: its point averages those timings, taken under the same
 # conditions as the others' (its accuracy is one model's).
 METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "dense": ("metrics/dense.json", ()),
-    "unstructured + compressed": ("metrics/compressed.json", ("prune.amount",)),
-    "channel": ("metrics/channel.json", ("channel.amount",)),
-    "channel int8": ("metrics/channel_int8.json", ("channel.amount",)),
-    "channel + unstructured + compressed": ("metrics/combined.json", ("channel.amount", "combined.amount")),
-    "student (distilled)": ("metrics/student.json", STUDENT),
-    "student alone": ("metrics/student_scratch.json", STUDENT),
+    "dense": (_file("dense"), ()),
+    "unstructured + compressed": (_file("compressed"), ("prune.amount",)),
+    "channel": (_file("channel"), ("channel.amount",)),
+    "channel int8": (_file("channel_int8"), ("channel.amount",)),
+    "channel + unstructured + compressed": (_file("combined"), ("channel.amount", "combine.amount")),
+    "student (distilled)": (_file("student"), STUDENT),
+    "student alone": (_file("student_scratch"), STUDENT),
 }
 FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV
 FRONTIER_PNG = paths.FRONTIER_PNG
@@ -173,7 +180,7 @@ def _describe(r: dict[str, Any], axis: str) -> str:
 
 
 def _short(setting: str) -> str:
-    """The numbers of a setting label: "channel.amount 0.5 + combined.amount 0.7" -> "0.5 + 0.7"."""
+    """The numbers of a setting label: "channel.amount 0.5 + combine.amount 0.7" -> "0.5 + 0.7"."""
     return " + ".join(part.split()[-1] for part in setting.split(" + "))
 
 
@@ -234,7 +241,7 @@ def collect(baseline: str = "HEAD") -> list[dict[str, Any]]:
     pts = list(points(json.loads(dvc("exp", "show", "--json", "--rev", baseline))))
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {baseline} in `dvc exp show`; run "
-                           f"`python -m stages.frontier` (or --baseline the commit they were queued on)")
+                           f"`python -m commands.frontier` (or --baseline the commit they were queued on)")
     rows = summarize(pts)
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)

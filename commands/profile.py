@@ -1,20 +1,20 @@
-"""Where a training epoch's time goes (not a pipeline stage): `python -m stages.profile`.
+"""Where the time goes (not a pipeline stage): `python -m commands.profile {epoch,sparse-linear,latency-floor,serving}`.
 
-Runs `--steps` training steps of the dense model and of the distilled student (with the teacher's forward pass)
+`epoch` runs `--steps` training steps of the dense model and of the distilled student (with the teacher's forward pass)
 exactly as the stages do, under torch.profiler, groups the ops (conv, linear, batch norm, pooling, optimizer,
 augmentation, ...), and scales them to one epoch of params.yaml's training set. The per-epoch test pass is timed
 on its own. Prints a table per model; needs the MNIST files (`dvc repro download`). The teacher is a freshly
 built dense model: its weights do not change its speed.
 
-`--sparse-linear` times each FC layer of params.yaml's model instead, masked to several densities: the dense
+`sparse-linear` times each FC layer of params.yaml's model instead, masked to several densities: the dense
 masked product (what torch's pruning hook computes) against sparse.SparseLinear (kept weights only), the
 measurement behind sparse.MAX_DENSITY.
 
-`--latency-floor` times one image through params.yaml's architecture with every hidden layer cut to a fraction
+`latency-floor` times one image through params.yaml's architecture with every hidden layer cut to a fraction
 of its channels (fresh weights: they do not change the speed), the way evaluate times a model: how far
 removing channels can lower batch-1 latency in eager PyTorch, where each op has a fixed cost.
 
-`--serving` times the pipeline's dense and channel models at batch 1 eager, as TorchScript (trace + freeze)
+`serving` times the pipeline's dense and channel models at batch 1 eager, as TorchScript (trace + freeze)
 and through torch.compile, interleaved: what the per-op cost of eager mode hides.
 """
 
@@ -33,14 +33,15 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.profiler import ProfilerActivity, profile
 
-from stages.common import paths, sparse, training
+from stages.common import paths
 from stages.common.config import Params, load_params
 from stages.common.data import Split, augment, load_split
 from stages.common.forms import load_model
 from stages.common.metrics import median_seconds
 from stages.common.model import build_model, model_args_from
-from stages.common.runtime import seed_everything
-from stages.common.training import as_input, prepare, score
+from stages.common.runtime import cli, seed_everything
+from stages.common.training import MEMORY_FORMAT, as_input, predict, prepare
+from stages.methods import sparse
 
 # Profiler op names (forward and backward) to the part of the step they belong to; first match wins.
 GROUPS = (
@@ -70,15 +71,15 @@ SPARSE_DENSITIES = (0.01, 0.05, 0.1, 0.15, 0.2, 0.3)
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
-def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int,
-             gen: torch.Generator) -> Callable[[], torch.Tensor]:
+def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int, gen: torch.Generator,
+             memory_format: torch.memory_format) -> Callable[[], torch.Tensor]:
     """One training step as fit() takes it; returns the augmented batch it trained on."""
     t = params.train
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 
     def step() -> torch.Tensor:
         idx = torch.randint(len(train), (batch_size,), generator=gen)
-        x = as_input(augment(train.images[idx], t.max_shift, t.max_rotate, gen))
+        x = as_input(augment(train.images[idx], t.max_shift, t.max_rotate, gen), memory_format)
         loss = F.cross_entropy(model(x), train.labels[idx], label_smoothing=t.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,11 +90,12 @@ def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int,
 
 
 def profile_training(model: nn.Module, train: Split, test: Split, params: Params, batch_size: int, steps: int,
-                     teacher: nn.Module | None = None, fill_uninitialized: bool = False) -> dict[str, float]:
+                     teacher: nn.Module | None = None, fill_uninitialized: bool = False,
+                     memory_format: torch.memory_format = MEMORY_FORMAT) -> dict[str, float]:
     """Seconds per epoch of training set, by part of the step; the teacher's forward and the test pass apart."""
     gen = seed_everything(params.seed, params.threads, params.kernels)
     torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized
-    step = _step_fn(prepare(model).train(), train, params, batch_size, gen)
+    step = _step_fn(prepare(model, memory_format).train(), train, params, batch_size, gen, memory_format)
     for _ in range(3):  # warm-up: kernel choice, allocator
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -107,14 +109,14 @@ def profile_training(model: nn.Module, train: Split, test: Split, params: Params
     out = dict(parts)
     out["= training step, wall (under the profiler)"] = wall * scale
     if teacher is not None:
-        prepare(teacher).eval()
+        prepare(teacher, memory_format).eval()
         with torch.no_grad():
             t0 = time.perf_counter()
             for x in batches:
                 teacher(x)
             out["teacher forward (distilled student only)"] = (time.perf_counter() - t0) * scale
     t0 = time.perf_counter()
-    score(model, test)
+    predict(model, test, memory_format=memory_format)
     out["test pass (once per epoch)"] = time.perf_counter() - t0
     return out
 
@@ -151,7 +153,8 @@ def _time_backward(model: nn.Module, x: torch.Tensor, reps: int) -> float:
     return (time.perf_counter() - t0) / reps * 1000
 
 
-def run(params: Params, steps: int, fill_uninitialized: bool = False) -> dict[str, dict[str, float]]:
+def run(params: Params, steps: int, fill_uninitialized: bool = False,
+        memory_format: torch.memory_format = MEMORY_FORMAT) -> dict[str, dict[str, float]]:
     seed_everything(params.seed, params.threads, params.kernels)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
@@ -159,10 +162,10 @@ def run(params: Params, steps: int, fill_uninitialized: bool = False) -> dict[st
     dense = build_model(**model_args_from(params.model))
     student = build_model(**model_args_from(params.distill.student))
     return {"dense training": profile_training(dense, train, test, params, params.train.batch_size, steps,
-                                               fill_uninitialized=fill_uninitialized),
+                                               None, fill_uninitialized, memory_format),
             "distillation (student + teacher)": profile_training(student, train, test, params,
                                                                  params.distill.batch_size, steps, teacher,
-                                                                 fill_uninitialized)}
+                                                                 fill_uninitialized, memory_format)}
 
 
 # The models `--serving` times: the dense one and the channel stage's.
@@ -229,55 +232,59 @@ def serving_latency(models: dict[str, nn.Module], forms: Sequence[str] = SERVING
             for name, form in fns]
 
 
+def _print_serving(params: Params) -> None:
+    rows = serving_latency({name: load_model(path) for name, path in SERVING_MODELS.items()},
+                           runs=params.evaluate.latency_runs)
+    base = {r["form"]: r["latency_b1_ms"] for r in rows if r["model"] == "dense"}
+    for r in rows:
+        ms = r["latency_b1_ms"]
+        print(f"  {r['model']:<8} {r['form']:<12} {ms:.3f} ms  {base[r['form']] / ms:.2f}x "
+              f"vs dense in the same form, {base['eager'] / ms:.2f}x vs dense eager  "
+              f"(rounds {r['rounds_ms']}, max |diff| {r['max_abs_diff']:.1e})")
+
+
+def _print_latency_floor(params: Params) -> None:
+    for row in latency_by_width(params, runs=params.evaluate.latency_runs):
+        print(f"  {row['kept']:7.2%} of the channels: conv {row['conv_channels']}, FC {row['hidden']}: "
+              f"{row['latency_b1_ms']:.3f} ms")
+
+
+def _print_sparse_linear(params: Params) -> None:
+    side = 28 >> len(params.model.conv_channels)
+    sizes = [params.model.conv_channels[-1] * side * side, *params.model.hidden]
+    for in_f, out_f in zip(sizes, sizes[1:], strict=False):
+        print(f"\nFC {in_f} -> {out_f}, batch {params.prune.batch_size}: ms per forward + backward")
+        for row in sparse_linear_timings(in_f, out_f, params.prune.batch_size, SPARSE_DENSITIES):
+            print(f"  {row['density']:5.0%} kept   dense (masked) {row['dense_ms']:6.1f}   "
+                  f"kept weights only {row['sparse_ms']:6.1f}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=60, help="profiled training steps per model (scaled to an epoch)")
-    ap.add_argument("--memory-format", choices=list(FORMATS), default="channels_last",
-                    help="layout of conv activations and weights (the stages use channels_last)")
-    ap.add_argument("--fill-uninitialized-memory", action="store_true",
-                    help="let deterministic mode fill new tensors with NaN (the stages turn it off)")
-    ap.add_argument("--sparse-linear", action="store_true",
-                    help="instead: time each FC layer masked-dense vs on its kept weights only, by density")
-    ap.add_argument("--latency-floor", action="store_true",
-                    help="instead: batch-1 latency of the architecture with every hidden layer narrowed")
-    ap.add_argument("--serving", action="store_true",
-                    help="instead: batch-1 latency of the dense and channel models (after `dvc repro`) served "
-                         "eager, as TorchScript and through torch.compile")
+    sub = ap.add_subparsers(dest="what", required=True, metavar="{epoch,sparse-linear,latency-floor,serving}")
+    epoch = sub.add_parser("epoch", help="one training epoch of the dense model and of the student, by part")
+    epoch.add_argument("--steps", type=int, default=60, help="profiled training steps per model (scaled to an epoch)")
+    epoch.add_argument("--memory-format", choices=list(FORMATS), default="channels_last",
+                       help="layout of conv activations and weights (the stages use channels_last)")
+    epoch.add_argument("--fill-uninitialized-memory", action="store_true",
+                       help="let deterministic mode fill new tensors with NaN (the stages turn it off)")
+    sub.add_parser("sparse-linear", help="each FC layer masked-dense vs on its kept weights only, by density")
+    sub.add_parser("latency-floor", help="batch-1 latency of the architecture with every hidden layer narrowed")
+    sub.add_parser("serving", help="batch-1 latency of the dense and channel models (after `dvc repro`) served "
+                                   "eager, as TorchScript and through torch.compile")
     args = ap.parse_args(argv)
     params = load_params()
-    if args.serving:
-        seed_everything(params.seed, params.threads, params.kernels)
-        rows = serving_latency({name: load_model(path) for name, path in SERVING_MODELS.items()},
-                               runs=params.evaluate.latency_runs)
-        base = {r["form"]: r["latency_b1_ms"] for r in rows if r["model"] == "dense"}
-        for r in rows:
-            ms = r["latency_b1_ms"]
-            print(f"  {r['model']:<8} {r['form']:<12} {ms:.3f} ms  {base[r['form']] / ms:.2f}x "
-                  f"vs dense in the same form, {base['eager'] / ms:.2f}x vs dense eager  "
-                  f"(rounds {r['rounds_ms']}, max |diff| {r['max_abs_diff']:.1e})")
+    if args.what == "epoch":
+        results = run(params, args.steps, args.fill_uninitialized_memory, FORMATS[args.memory_format])
+        for name, parts in results.items():
+            print(f"\n{name}: seconds per epoch")
+            for part, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
+                print(f"  {part:<48} {seconds:7.2f}")
         return
-    if args.latency_floor:
-        seed_everything(params.seed, params.threads, params.kernels)
-        for row in latency_by_width(params, runs=params.evaluate.latency_runs):
-            print(f"  {row['kept']:7.2%} of the channels: conv {row['conv_channels']}, FC {row['hidden']}: "
-                  f"{row['latency_b1_ms']:.3f} ms")
-        return
-    if args.sparse_linear:
-        seed_everything(params.seed, params.threads, params.kernels)
-        side = 28 >> len(params.model.conv_channels)
-        sizes = [params.model.conv_channels[-1] * side * side, *params.model.hidden]
-        for in_f, out_f in zip(sizes, sizes[1:], strict=False):
-            print(f"\nFC {in_f} -> {out_f}, batch {params.prune.batch_size}: ms per forward + backward")
-            for row in sparse_linear_timings(in_f, out_f, params.prune.batch_size, SPARSE_DENSITIES):
-                print(f"  {row['density']:5.0%} kept   dense (masked) {row['dense_ms']:6.1f}   "
-                      f"kept weights only {row['sparse_ms']:6.1f}")
-        return
-    training.MEMORY_FORMAT = FORMATS[args.memory_format]
-    for name, parts in run(params, args.steps, args.fill_uninitialized_memory).items():
-        print(f"\n{name}: seconds per epoch")
-        for part, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
-            print(f"  {part:<48} {seconds:7.2f}")
+    seed_everything(params.seed, params.threads, params.kernels)
+    {"serving": _print_serving, "latency-floor": _print_latency_floor,
+     "sparse-linear": _print_sparse_linear}[args.what](params)
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

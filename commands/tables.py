@@ -1,7 +1,7 @@
 """README's results tables, written from the committed metrics files so no number drifts (not a stage).
 
-    python -m stages.tables           # rewrite every generated table in README.md
-    python -m stages.tables --check   # exit 1 if one differs from what metrics/ gives (the tests run this)
+    python -m commands.tables           # rewrite every generated table in README.md
+    python -m commands.tables --check   # exit 1 if one differs from what metrics/ gives (the tests run this)
 
 A generated table sits between `<!-- begin NAME -->` and `<!-- end NAME -->`; the text around it is prose.
 """
@@ -77,7 +77,7 @@ def machine(metrics: Path) -> str:
 
 
 def seeds(metrics: Path) -> str:
-    """Each model's accuracy over seeds (metrics/seeds/<model>.json, `python -m stages.seeds --save`)."""
+    """Each model's accuracy over seeds (metrics/seeds/<model>.json, `python -m commands.seeds --save`)."""
     dense = _json(metrics / "dense.json")["accuracy"]
     lines = [_row("model", ["committed run (%)", "mean ± std over seeds (%)", "each seed",
                             "mean vs the committed dense (pt)", "command"]), _row("---", ["---"] * 5)]
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if not args.check:
                 doc.write_text(new)
     if args.check and stale:
-        print(f"out of date: {', '.join(stale)}; run `python -m stages.tables`", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)}; run `python -m commands.tables`", file=sys.stderr)
         sys.exit(1)
 
 

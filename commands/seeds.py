@@ -1,14 +1,16 @@
 """Is a change more than seed noise? One model's test accuracy over several seeds, mean ± std (not a stage).
 
-    python -m stages.seeds channel --seeds 0 1 2
-    python -m stages.seeds pruned --seeds 0 1 2 -S prune.dropout=false -S prune.augment=0.5
+    python -m commands.seeds channel --seeds 0 1 2
+    python -m commands.seeds pruned --seeds 0 1 2 -S prune.dropout=false -S prune.augment=0.5
+    python -m commands.seeds pruned -S prune=p99
 
-Runs the stage's own run() once per seed, in this process, on params.yaml (with any -S overrides) and the
+Runs the stage's own run() once per seed, in this process, on the params `dvc exp run` would compose with the
+same -S overrides (commands/params.py; params.yaml itself where there is no conf/), and the
 models the pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and,
 for `combined`, the committed channel model), and scores each result on the test set. The compressed forms
 (`compressed`, `combined`) are scored as evaluate scores them: decoded from their bytes. Writes no model file;
 `--save` writes the runs to metrics/seeds/<model>.json, from which README's seed table is generated
-(`python -m stages.tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
+(`python -m commands.tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
 needs three seeds or more.
 """
 
@@ -25,7 +27,8 @@ from typing import Any
 import yaml
 from torch import nn
 
-from stages import channel, combine, compress, distill, prune, train
+from commands.params import compose
+from stages import channel, combine, distill, prune, train
 from stages.common import paths
 from stages.common.config import Params, load_params, params_from_dict
 from stages.common.data import load_split
@@ -34,6 +37,7 @@ from stages.common.io import load_checkpoint, write_json
 from stages.common.metrics import machine_metrics
 from stages.common.runtime import cli
 from stages.common.training import score
+from stages.methods.compression import compress_model
 
 
 def _decoded(data: bytes) -> nn.Module:
@@ -45,7 +49,7 @@ def _decoded(data: bytes) -> nn.Module:
 
 def _compressed(params: Params) -> nn.Module:
     model = prune.run(params)[0]
-    return _decoded(compress.compress_model(params, model, paths.DENSE_MODEL.stat().st_size, 1)[0])
+    return _decoded(compress_model(params, model, paths.DENSE_MODEL.stat().st_size, 1)[0])
 
 
 def _student(params: Params, distilled: bool) -> nn.Module:
@@ -59,7 +63,7 @@ MODELS: dict[str, tuple[str, Callable[[Params], nn.Module]]] = {
     "pruned": ("prune.seed", lambda p: prune.run(p)[0]),
     "compressed": ("prune.seed", _compressed),
     "channel": ("channel.seed", lambda p: channel.run(p)[0]),
-    "combined": ("combined.seed", lambda p: _decoded(combine.run(p)[0])),
+    "combined": ("combine.seed", lambda p: _decoded(combine.run(p)[0])),
     "student": ("distill.seed", lambda p: _student(p, distilled=True)),
     "student_scratch": ("distill.seed", lambda p: _student(p, distilled=False)),
 }
@@ -80,6 +84,15 @@ def with_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, A
                 raise ValueError(f"-S {item!r}: {name} is not a section")
         node[leaf] = yaml.safe_load(value)
     return out
+
+
+def base_params(overrides: Sequence[str]) -> dict[str, Any]:
+    """The params these runs start from: with conf/, what `dvc exp run -S ...` would write (presets such as
+    `-S prune=p99` included); without it, params.yaml with the overrides set key by key."""
+    if (paths.CONF_DIR / "config.yaml").is_file():
+        return yaml.safe_load(compose(overrides))
+    load_params()  # params.yaml itself must be valid before the overrides are applied to it
+    return with_overrides(yaml.safe_load(paths.PARAMS_FILE.read_text()), overrides)
 
 
 def run(model: str, seeds: Sequence[int], raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,8 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="override a param for these runs only (params.yaml is not changed)")
     ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<model>.json")
     args = ap.parse_args(argv)
-    load_params()  # params.yaml itself must be valid before the overrides are applied to it
-    raw = with_overrides(yaml.safe_load(Path("params.yaml").read_text()), args.overrides)
+    raw = base_params(args.overrides)
     params = params_from_dict(raw)
     rows = run(args.model, args.seeds, raw)
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}")
@@ -127,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         mean, std = mean_std(rows)
         write_json(paths.SEEDS_DIR / f"{args.model}.json", {
             "model": args.model, "overrides": args.overrides, "runs": rows, "mean": mean, "std": std,
-            "command": " ".join(["python -m stages.seeds", args.model, "--seeds", *map(str, args.seeds),
+            "command": " ".join(["python -m commands.seeds", args.model, "--seeds", *map(str, args.seeds),
                                  *[f"-S {o}" for o in args.overrides], "--save"]),
             "machine": machine_metrics(params.threads, params.kernels)})
 

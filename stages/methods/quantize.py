@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .io import CheckpointError, atomic_write_bytes
-from .model import build_model
+from stages.common.io import CheckpointError, atomic_write_bytes
+from stages.common.model import build_model
 
 BACKEND = "x86"  # fbgemm's kernels, picked per CPU (AVX2 here)
 # The checkpoint's "format" key: a file without it is a float checkpoint.

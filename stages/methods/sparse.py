@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from . import onednn_matmul
+from stages.common import onednn_matmul
 
 # At or below this fraction of kept weights the CSR products beat the dense one, with a margin
-# (`python -m stages.profile --sparse-linear`, 2-core AMD EPYC: FC1 forward + backward 11.1 ms at 5% kept,
+# (`python -m commands.profile sparse-linear`, 2-core AMD EPYC: FC1 forward + backward 11.1 ms at 5% kept,
 # 22.2 at 15%, 27.7 at 20%, against 24.7-25.3 ms dense at any density).
 MAX_DENSITY = 0.15
 

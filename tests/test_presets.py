@@ -1,0 +1,128 @@
+"""Named presets: conf/ composes params.yaml as `dvc exp run -S prune=p99` does (Hydra), the committed
+params.yaml is that composition, and a preset runs through DVC's queue and comes back from its run-cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from commands import params, seeds, sweep
+from stages.common.config import params_from_dict
+from tests.conftest import tiny_dict
+from tests.dvc_repo import make_repo, outputs, ran, sh
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def _composed(*overrides: str) -> dict:
+    return yaml.safe_load(params.compose(overrides, CONF))
+
+
+def test_committed_params_yaml_is_what_conf_composes() -> None:
+    assert (ROOT / "params.yaml").read_text(encoding="utf-8") == params.compose((), CONF), \
+        "params.yaml differs from conf/: run `python -m commands.params`"
+
+
+def test_hydra_composition_is_on_for_dvc_exp_run() -> None:
+    config = (ROOT / ".dvc" / "config").read_text()
+    assert "[hydra]" in config and "enabled = true" in config
+
+
+def test_presets_change_only_their_recipe() -> None:
+    default = _composed()
+    p99, p995 = _composed("prune=p99"), _composed("prune=p995")
+    assert {k for k in default if default[k] != p99[k]} == {"prune"}  # nothing outside the section moves
+    changed = {k for k in default["prune"] if default["prune"][k] != p99["prune"][k]}
+    assert changed == {"amount", "finetune_epochs", "ramp", "schedule", "lr"}  # dropout, augment as default
+    assert p99["prune"]["amount"] == 0.99 and p995["prune"]["amount"] == 0.995
+    assert p995["prune"]["regrow"] == 0.1 and p995["prune"]["augment"] == 0.0
+    assert p995["prune"]["finetune_epochs"] == p99["prune"]["finetune_epochs"] == 8
+    # A preset and a single key together, as `dvc exp run -S prune=p99 -S prune.seed=2` passes them.
+    assert _composed("prune=p99", "prune.seed=2")["prune"] == {**p99["prune"], "seed": 2}
+
+
+def test_every_preset_is_a_valid_config() -> None:
+    groups = params.presets(CONF)
+    assert groups["prune"] == ["default", "p99", "p995"]
+    for group, names in groups.items():
+        for name in names:
+            params_from_dict(_composed(f"{group}={name}"))
+
+
+def test_a_preset_that_does_not_exist_names_the_ones_that_do() -> None:
+    with pytest.raises(ValueError, match=r"prune=p98: .*'prune/p98' \(presets: prune: default, p99, p995\)"):
+        params.compose(["prune=p98"], CONF)
+    with pytest.raises(ValueError, match=r"prune.amount must be a number in \[0, 1\)"):
+        params.compose(["prune.amount=1.5"], CONF)
+
+
+def test_check_fails_on_a_hand_edited_params_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(CONF, tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    params.main([])
+    params.main(["--check"])
+    edited = (tmp_path / "params.yaml").read_text().replace("amount: 0.95", "amount: 0.9")
+    (tmp_path / "params.yaml").write_text(edited)
+    with pytest.raises(SystemExit) as done:
+        params.main(["--check"])
+    assert done.value.code == 1
+    assert (tmp_path / "params.yaml").read_text() == edited  # --check changes nothing
+
+
+def test_seeds_takes_a_preset_as_dvc_exp_run_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(CONF, tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    assert seeds.base_params(["prune=p99", "prune.seed=3"]) == _composed("prune=p99", "prune.seed=3")
+
+
+def _tiny_conf(repo: Path) -> None:
+    """conf/ for the tiny pipeline: its params, with the real prune presets over a tiny default."""
+    tiny = tiny_dict(prune={"amount": 0.5})
+    prune = tiny.pop("prune")
+    shutil.copytree(CONF / "prune", repo / "conf" / "prune")
+    (repo / "conf" / "prune" / "default.yaml").write_text(yaml.safe_dump(prune))
+    (repo / "conf" / "config.yaml").write_text(
+        yaml.safe_dump({"defaults": ["_self_", {"prune": "default"}]}) + yaml.safe_dump({**tiny, "prune": {}}))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("presets"))
+    _tiny_conf(repo)
+    sh(repo, "dvc", "config", "hydra.enabled", "true")
+    sh(repo, sys.executable, "-m", "commands.params")
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "tiny pipeline with presets")
+    return repo
+
+
+def test_a_queued_preset_runs_and_comes_back_from_the_run_cache(repo: Path) -> None:
+    sh(repo, "dvc", "exp", "run", "--queue", "-n", "p99", "-S", "prune=p99")
+    sweep.start_queue(1, cwd=str(repo))
+    try:
+        deadline = time.monotonic() + 600
+        while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
+            assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
+            time.sleep(3)
+        status = sh(repo, "dvc", "queue", "status")
+    finally:
+        sh(repo, "dvc", "queue", "stop")
+    assert "Failed" not in status, status
+    shown = dict(sweep.experiments(json.loads(sh(repo, "dvc", "exp", "show", "--json"))))
+    queued = shown["p99"]
+    assert queued["params"]["params.yaml"]["data"]["prune"]["finetune_epochs"] == 8
+    assert queued["metrics"]["metrics/pruned.json"]["data"]["sparsity"] == pytest.approx(0.99, abs=1e-4)
+    # The same preset again, in the workspace: every stage it changes comes from the run-cache the queued
+    # run filled, nothing is retrained, and the workspace gets the queued run's outputs.
+    out = sh(repo, "dvc", "exp", "run", "-S", "prune=p99")
+    assert ran(out) == [] and "skipping run" in out, out
+    assert yaml.safe_load((repo / "params.yaml").read_text())["prune"]["amount"] == 0.99
+    assert json.loads(outputs(repo)["metrics/pruned.json"]) == queued["metrics"]["metrics/pruned.json"]["data"]
