@@ -136,11 +136,13 @@ def measure_input_pipeline(params: Params) -> dict[str, float]:
     gen = seed_everything(params.seed, params.threads, params.kernels)
     train = load_split(params.data.root, train=True, limit=cfg.pipeline_images, verify=params.data.verify)
     model = build_model(**model_args_from(params.model))
-    spec = FitSpec(epochs=1, batch_size=t.batch_size, lr=t.lr, max_shift=t.max_shift, max_rotate=t.max_rotate)
+    spec = FitSpec(epochs=1, batch_size=t.batch_size, lr=t.lr, max_shift=t.max_shift, max_rotate=t.max_rotate,
+                   max_scale=t.max_scale)
     history = fit(model, train, None, spec, gen, desc="bench: this trainer")
     ours = len(train) / history[-1]["seconds"]
-    aug = transforms.Compose([transforms.RandomAffine(t.max_rotate, translate=(t.max_shift / 28, t.max_shift / 28)),
-                              transforms.ToTensor()])
+    zoom = (1 - t.max_scale, 1 + t.max_scale) if t.max_scale > 0 else None
+    aug = transforms.Compose([transforms.RandomAffine(t.max_rotate, translate=(t.max_shift / 28, t.max_shift / 28),
+                                                      scale=zoom), transforms.ToTensor()])
     ds = Subset(MNIST(params.data.root, train=True, transform=aug), range(cfg.pipeline_images))
     loader = DataLoader(ds, batch_size=t.batch_size, shuffle=True, num_workers=0)
     torchvision_ips = _train_steps(build_model(**model_args_from(params.model)).train(), lambda: iter(loader))

@@ -79,7 +79,7 @@ def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int, ge
 
     def step() -> torch.Tensor:
         idx = torch.randint(len(train), (batch_size,), generator=gen)
-        x = as_input(augment(train.images[idx], t.max_shift, t.max_rotate, gen), memory_format)
+        x = as_input(augment(train.images[idx], t.max_shift, t.max_rotate, gen, t.max_scale), memory_format)
         loss = F.cross_entropy(model(x), train.labels[idx], label_smoothing=t.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -49,7 +49,8 @@ def train_student(params: Params, teacher: nn.Module | None,
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     student = build_model(**model_args_from(cfg.student))
     spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
-                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate)
+                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
+                   max_scale=t.max_scale)
     loss_fn = None if teacher is None else teacher_loss(teacher, params, train)
     history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
                   desc="distill" if teacher is not None else "scratch", on_epoch=on_epoch)

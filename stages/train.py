@@ -20,7 +20,7 @@ def fit_spec(params: Params) -> FitSpec:
     t = params.train
     return FitSpec(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                    label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
-                   schedule="onecycle")
+                   max_scale=t.max_scale, schedule="onecycle")
 
 
 def run(params: Params, on_epoch: EpochLogger | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:

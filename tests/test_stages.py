@@ -13,7 +13,7 @@ import torch
 from stages import channel, combine, evaluate, prune, train
 from stages.common import paths, training
 from stages.common.config import Params, replace
-from stages.common.data import load_split
+from stages.common.data import augment, load_split
 from stages.common.forms import load_model
 from stages.common.io import load_checkpoint, save_checkpoint
 from stages.common.live import epoch_logger
@@ -89,21 +89,22 @@ def test_prune_dropout_false_fine_tunes_without_dropout(tiny_params: Params, tra
 
 
 @pytest.fixture
-def augment_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
-    """The (max_shift, max_rotate) of every augmentation call from here on."""
-    seen: list[tuple[float, float]] = []
+def augment_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float, float]]:
+    """The (max_shift, max_rotate, max_scale) of every augmentation call from here on."""
+    seen: list[tuple[float, float, float]] = []
     real = training.augment
 
-    def spy(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator) -> torch.Tensor:
-        seen.append((max_shift, max_rotate))
-        return real(x, max_shift, max_rotate, gen)
+    def spy(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator,
+            max_scale: float = 0.0) -> torch.Tensor:
+        seen.append((max_shift, max_rotate, max_scale))
+        return real(x, max_shift, max_rotate, gen, max_scale)
 
     monkeypatch.setattr(training, "augment", spy)
     return seen
 
 
 def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, trained: Path,
-                                                    augment_calls: list[tuple[float, float]]) -> None:
+                                                    augment_calls: list[tuple[float, float, float]]) -> None:
     seen = augment_calls
     weights = {}
     for scale in (1.0, 0.5, 0.0):
@@ -111,13 +112,13 @@ def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, traine
         cfg = replace(tiny_params.prune, amount=0.9, finetune_epochs=1, augment=scale)
         weights[scale] = prune.run(replace(tiny_params, prune=cfg), trained)[0].classifier[-1].weight
         t = tiny_params.train
-        assert set(seen) == {(scale * t.max_shift, scale * t.max_rotate)}
+        assert set(seen) == {(scale * t.max_shift, scale * t.max_rotate, scale * t.max_scale)}
     assert not torch.equal(weights[1.0], weights[0.5])  # it changed the fine-tune
     assert not torch.equal(weights[0.5], weights[0.0])
 
 
 def test_channel_dropout_and_augment_reach_its_fine_tune(tiny_params: Params, trained: Path,
-                                                        augment_calls: list[tuple[float, float]]) -> None:
+                                                        augment_calls: list[tuple[float, float, float]]) -> None:
     seen = augment_calls
     models = {}
     for dropout, scale in ((True, 1.0), (False, 1.0), (False, 0.5)):
@@ -125,7 +126,7 @@ def test_channel_dropout_and_augment_reach_its_fine_tune(tiny_params: Params, tr
         cfg = replace(tiny_params.channel, dropout=dropout, augment=scale)
         models[dropout, scale] = channel.run(replace(tiny_params, channel=cfg), trained)[0]
         t = tiny_params.train
-        assert set(seen) == {(scale * t.max_shift, scale * t.max_rotate)}
+        assert set(seen) == {(scale * t.max_shift, scale * t.max_rotate, scale * t.max_scale)}
     assert [m.p for m in models[False, 1.0].modules() if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
     assert models[False, 1.0].model_args["dropout"] == 0.1  # the saved architecture keeps its dropout
     last = {k: m.classifier[-1].weight for k, m in models.items()}
@@ -416,3 +417,16 @@ def test_prune_schedule_shapes_the_fine_tuning_rate(pruned_params: Params, monke
     for schedule in ("cosine", "onecycle"):
         prune.run(replace(pruned_params, prune=replace(pruned_params.prune, finetune_epochs=1, schedule=schedule)))
     assert seen == ["cosine", "onecycle"]
+
+
+def test_augment_zoom_scales_the_digit_and_leaves_the_old_stream_alone() -> None:
+    square = torch.zeros(64, 1, 28, 28)
+    square[:, :, 10:18, 10:18] = 1.0  # an 8x8 block in the middle: its ink grows with the square of the zoom
+    ink = augment(square, 0.0, 0.0, torch.Generator().manual_seed(0), max_scale=0.3).sum(dim=(1, 2, 3))
+    assert 0.7**2 * 64 - 8 < ink.min() < 64 - 8 and 64 + 8 < ink.max() < 1.3**2 * 64 + 8
+    # Without zoom, augment draws what it always drew (n angles, then 2n shifts) and nothing more.
+    gen, ref = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    augment(square, 2.0, 10.0, gen, max_scale=0.0)
+    torch.rand(64, generator=ref), torch.rand(64, 2, generator=ref)
+    assert torch.equal(torch.rand(5, generator=gen), torch.rand(5, generator=ref))
+    assert torch.equal(augment(square, 0.0, 0.0, gen, max_scale=0.0), square)

@@ -78,6 +78,8 @@ class TrainConfig:
     # overfits the 60k digits and stops near 99.4%.
     max_shift: float = 2.0
     max_rotate: float = 10.0
+    # ... and a zoom by a factor in [1 - max_scale, 1 + max_scale] (0: none).
+    max_scale: float = 0.0
 
     def validate(self, p: str) -> None:
         _require(self.epochs > 0, f"{p}.epochs", "an integer > 0", self.epochs)
@@ -88,6 +90,7 @@ class TrainConfig:
                  self.label_smoothing)
         _require(0 <= self.max_shift <= 8, f"{p}.max_shift", "a number of pixels in [0, 8]", self.max_shift)
         _require(0 <= self.max_rotate <= 45, f"{p}.max_rotate", "degrees in [0, 45]", self.max_rotate)
+        _require(0 <= self.max_scale < 0.5, f"{p}.max_scale", "a number in [0, 0.5)", self.max_scale)
 
 
 def _validate_finetune(cfg: Any, p: str) -> None:
@@ -130,7 +133,7 @@ class PruneConfig:
     # false: the FC layers' dropout is off while fine-tuning: the few weights left are little to regularize
     # (docs/sparsity-99.md, docs/log.md).
     dropout: bool = True
-    # The fraction of training's augmentation (train.max_shift px, train.max_rotate degrees) applied while
+    # The fraction of training's augmentation (train.max_shift px, max_rotate degrees, max_scale) applied while
     # fine-tuning; 0 = none. Fewer weights fit the warped digits less well, and the test digits are not warped
     # (docs/sparsity-99.md, docs/log.md).
     augment: float = 1.0

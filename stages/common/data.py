@@ -86,15 +86,21 @@ def load_split(root: str | Path, train: bool, limit: int = 0, verify: bool = Tru
                  torch.from_numpy(labels.astype(np.int64)))
 
 
-def augment(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator) -> torch.Tensor:
-    """Random rotation and translation per image, in one affine warp for the whole batch."""
-    if max_shift == 0 and max_rotate == 0:
+def augment(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator,
+            max_scale: float = 0.0) -> torch.Tensor:
+    """Random rotation, translation and (with max_scale) zoom by a factor in [1 - max_scale, 1 + max_scale] per
+    image, in one affine warp for the whole batch."""
+    if max_shift == 0 and max_rotate == 0 and max_scale == 0:
         return x
     n = x.shape[0]
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_rotate)
     # affine_grid works in [-1, 1] coordinates, where 14 px is 1.0.
     shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (max_shift / 14.0)
     cos, sin = torch.cos(angle), torch.sin(angle)
+    if max_scale > 0:  # drawn last, and only when asked: without zoom the random stream is what it always was
+        # theta maps output to input coordinates: dividing by the zoom factor enlarges the digit by it.
+        zoom = 1 + (torch.rand(n, generator=gen) * 2 - 1) * max_scale
+        cos, sin = cos / zoom, sin / zoom
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

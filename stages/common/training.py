@@ -23,6 +23,7 @@ class FitSpec:
     label_smoothing: float = 0.0
     max_shift: float = 0.0
     max_rotate: float = 0.0
+    max_scale: float = 0.0
     # onecycle: warm-up then anneal, for training from scratch; cosine: straight decay from lr,
     # for fine-tuning weights that are already good.
     schedule: str = "onecycle"
@@ -108,7 +109,7 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
             if on_step is not None:
                 on_step(step, total, opt)
             idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
-            x = as_input(augment(train.images[idx], spec.max_shift, spec.max_rotate, gen))
+            x = as_input(augment(train.images[idx], spec.max_shift, spec.max_rotate, gen, spec.max_scale))
             y = train.labels[idx]
             logits = model(x)
             if loss_fn is None:

@@ -55,7 +55,7 @@ def gradual_fit(model: nn.Module, params: Params, cfg: Any, prune_to: Callable[[
     t = params.train
     spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
                    label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
-                   max_rotate=cfg.augment * t.max_rotate,
+                   max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale,
                    schedule=cfg.schedule)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
     return fit(model, train, test, spec, gen, on_step=on_step, desc=desc, on_epoch=on_epoch)
