@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -73,3 +74,21 @@ def assert_restored(repo: Path, out: str, before: dict[str, bytes]) -> None:
     """DVC ran no stage (all came from the run-cache) and every output is byte for byte as `before`."""
     assert ran(out) == [] and "skipping run" in out, out
     assert outputs(repo) == before
+
+
+def run_queue(repo: Path, jobs: int) -> str:
+    """`dvc queue start -j jobs`, wait (10 min at most) until nothing is queued or running, stop the workers;
+    returns the final `dvc queue status`, which must show no failed experiment."""
+    from commands import sweep
+
+    sweep.start_queue(jobs, cwd=str(repo))  # not sh(): a captured pipe would wait for the idle workers to exit
+    try:
+        deadline = time.monotonic() + 600
+        while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
+            assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
+            time.sleep(3)
+        status = sh(repo, "dvc", "queue", "status")
+    finally:
+        sh(repo, "dvc", "queue", "stop")  # no idle worker outlives the test
+    assert "Failed" not in status, status
+    return status

@@ -5,14 +5,13 @@ experiments run side by side. A repo of its own, so that pytest-xdist runs this 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from commands import sweep
-from tests.dvc_repo import assert_restored, outputs, reproduced_repo, sh
+from tests.dvc_repo import assert_restored, outputs, reproduced_repo, run_queue, sh
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +52,7 @@ def test_three_queued_experiments_run_two_at_a_time(repo: Path) -> None:
     amounts = (0.3, 0.6, 0.95)  # more than the two workers, so one waits in the queue
     # DVC's own grid syntax, as commands.sweep queues it: one command, q-1 .. q-3.
     sh(repo, *sweep.queue_command(amounts, name="q"))
-    sweep.start_queue(2, cwd=str(repo))  # not sh(): a captured pipe would wait for the idle workers to exit
-    try:
-        deadline = time.monotonic() + 600
-        while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
-            assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
-            time.sleep(3)
-        status = sh(repo, "dvc", "queue", "status")
-    finally:
-        sh(repo, "dvc", "queue", "stop")  # no idle worker outlives the test
-    assert "Failed" not in status, status
+    run_queue(repo, 2)
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
     found = {name: (data["params"]["params.yaml"]["data"]["prune"]["amount"],
                     data["metrics"]["metrics/pruned.json"]["data"]["sparsity"])

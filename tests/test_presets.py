@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import yaml
 from commands import params, seeds, sweep
 from stages.common.config import params_from_dict
 from tests.conftest import tiny_dict
-from tests.dvc_repo import make_repo, outputs, ran, sh
+from tests.dvc_repo import make_repo, outputs, ran, run_queue, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -106,16 +105,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_queued_preset_runs_and_comes_back_from_the_run_cache(repo: Path) -> None:
     sh(repo, "dvc", "exp", "run", "--queue", "-n", "p99", "-S", "prune=p99")
-    sweep.start_queue(1, cwd=str(repo))
-    try:
-        deadline = time.monotonic() + 600
-        while any(s in sh(repo, "dvc", "queue", "status") for s in ("Queued", "Running")):
-            assert time.monotonic() < deadline, "queue did not finish in 10 minutes"
-            time.sleep(3)
-        status = sh(repo, "dvc", "queue", "status")
-    finally:
-        sh(repo, "dvc", "queue", "stop")
-    assert "Failed" not in status, status
+    run_queue(repo, 1)
     shown = dict(sweep.experiments(json.loads(sh(repo, "dvc", "exp", "show", "--json"))))
     queued = shown["p99"]
     assert queued["params"]["params.yaml"]["data"]["prune"]["finetune_epochs"] == 8
