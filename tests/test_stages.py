@@ -397,6 +397,8 @@ def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> No
     lines = (live / "plots" / "metrics" / "test_accuracy.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["step", "test_accuracy"]
     assert [int(line.split("\t")[0]) for line in lines[1:]] == [1, 2]  # epochs, not DVCLive's 0-based steps
+    # The TSVs are cached outputs that must come out the same on a rerun: no timing among them.
+    assert "seconds" in latest and not (live / "plots" / "metrics" / "seconds.tsv").exists()
     # One-shot pruning has no epochs: its one score is logged as epoch 0, so the stage's metrics file exists.
     save_checkpoint(paths.DENSE_MODEL, train.run(tiny_params)[0])
     with epoch_logger("finetune") as log:
