@@ -30,7 +30,7 @@ TINY: dict[str, Any] = {
              "verify": True},
     "model": {"conv_channels": [4, 8], "hidden": [64, 32], "dropout": 0.1},
     "train": {"epochs": 1, "batch_size": 64, "lr": 0.003, "weight_decay": 0.0005, "label_smoothing": 0.1,
-              "max_shift": 1.0, "max_rotate": 5.0, "max_scale": 0.1},
+              "max_shift": 1.0, "max_rotate": 5.0},
     "prune": {"method": "global_l1", "amount": 0.8, "finetune_epochs": 1, "steps": 3, "ramp": 0.6,
               "lr": 0.001, "batch_size": 64},
     "channel": {"amount": 0.5, "finetune_epochs": 1, "steps": 2, "ramp": 0.5, "lr": 0.002, "batch_size": 64,

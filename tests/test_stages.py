@@ -107,11 +107,12 @@ def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, traine
                                                     augment_calls: list[tuple[float, float, float]]) -> None:
     seen = augment_calls
     weights = {}
+    zoomed = replace(tiny_params, train=replace(tiny_params.train, max_scale=0.1))  # all three parts scale
     for scale in (1.0, 0.5, 0.0):
         seen.clear()
-        cfg = replace(tiny_params.prune, amount=0.9, finetune_epochs=1, augment=scale)
-        weights[scale] = prune.run(replace(tiny_params, prune=cfg), trained)[0].classifier[-1].weight
-        t = tiny_params.train
+        cfg = replace(zoomed.prune, amount=0.9, finetune_epochs=1, augment=scale)
+        weights[scale] = prune.run(replace(zoomed, prune=cfg), trained)[0].classifier[-1].weight
+        t = zoomed.train
         assert set(seen) == {(scale * t.max_shift, scale * t.max_rotate, scale * t.max_scale)}
     assert not torch.equal(weights[1.0], weights[0.5])  # it changed the fine-tune
     assert not torch.equal(weights[0.5], weights[0.0])
