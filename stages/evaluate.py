@@ -79,9 +79,12 @@ def error_rows(labels: list[int], preds: list[int]) -> list[dict[str, int]]:
 def frontier_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model for the accuracy-per-byte and per-millisecond plots (drawn on log axes:
     .dvc/plots/labelled_log_x.json)."""
-    return [{"model": name, "accuracy": m["accuracy"], "checkpoint_bytes": m["checkpoint_bytes"],
-             "latency_b1_ms": round(m["latency_b1_ms"], 4)}
-            for name, m in ((name, model["metrics"]) for name, model in result["models"].items())]
+    rows = []
+    for name, model in result["models"].items():
+        m = model["metrics"]
+        rows.append({"model": name, "accuracy": m["accuracy"], "checkpoint_bytes": m["checkpoint_bytes"],
+                     "latency_b1_ms": round(m["latency_b1_ms"], 4)})
+    return rows
 
 
 if __name__ == "__main__":
