@@ -1,15 +1,18 @@
 """Every method at several settings and seeds, as queued DVC experiments: which gives the smallest file and
 the fastest model for an accuracy budget (not a pipeline stage).
 
-    python -m commands.frontier                 # queue 3 settings x 3 seeds, run them one at a time (~35 min on
-                                              # 2 cores), write metrics/frontier_sweep.csv and metrics/frontier.png
+    python -m commands.frontier                 # queue 5 groups x 3 seeds, run them one at a time (~100 min
+                                              # on 2 cores), write metrics/frontier_sweep.csv and frontier.png
+    python -m commands.frontier --groups p99    # only the 99% preset's three seeds (the rest stay as they are)
     python -m commands.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
     python -m commands.frontier --collect-only --baseline <commit>   # experiments queued on an earlier commit
 
-Each experiment sets one size per method at once (prune.amount, channel.amount, combine.amount, the student's
-shape) and one seed for all of them (prune.seed, channel.seed, combine.seed, distill.seed), and runs up to
-`evaluate`: the dense model comes from the DVC cache, never retrained, and export is skipped. Every evaluated
-model of an experiment is one point; the points of one method and setting are averaged over the seeds.
+Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
+combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
+distill.seed); the preset groups (p99, p995) select conf/'s preset and vary prune.seed only. Every experiment
+runs up to `evaluate`: the dense model comes from the DVC cache, never retrained, and export is skipped. Each
+model a group measures is one point per experiment; the points of one method and setting are averaged over
+the seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +35,6 @@ from stages.common.io import write_csv
 from stages.common.runtime import cli
 
 PREFIX = "frontier-"
-# One size per method in each experiment, from the largest cut-back to the smallest. {} is params.yaml's own:
-# prune 95%, channel 75%, combined 80% of the channel model, the 98,554-parameter student.
-SETTINGS: tuple[Mapping[str, str], ...] = (
-    {"prune.amount": "0.9", "channel.amount": "0.5", "combine.amount": "0.7", "distill.student.hidden": "[48]"},
-    {},
-    {"prune.amount": "0.98", "channel.amount": "0.875", "combine.amount": "0.9",
-     "distill.student.conv_channels": "[8,16,32]", "distill.student.hidden": "[64]"},
-)
-SEEDS = (0, 1, 2)
 # The stages' own seeds: none of them retrains the dense model (the top-level `seed` would).
 SEED_KEYS = ("prune.seed", "channel.seed", "combine.seed", "distill.seed")
 
@@ -62,21 +57,56 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "student (distilled)": (_file("student"), STUDENT),
     "student alone": (_file("student_scratch"), STUDENT),
 }
+
+
+@dataclass(frozen=True)
+class Group:
+    """One setting of the frontier, run once per seed: its `-S` overrides, the stage seeds it varies, and the
+    methods it measures (a preset of one stage leaves the other stages' models as the default group has them,
+    from the run-cache: counting them again would double the default group's runs)."""
+
+    sets: Mapping[str, str]
+    seed_keys: tuple[str, ...] = SEED_KEYS
+    methods: tuple[str, ...] = tuple(METHODS)
+    preset: str = ""
+
+
+UNSTRUCTURED = ("dense", "unstructured + compressed")
+# One size per method in each size group, from the smallest cut-back to the largest; "default" is
+# params.yaml's own (prune 95%, channel 75%, combined 80% of the channel model, the 98,554-parameter
+# student). Then the named presets of conf/ (`dvc exp run -S prune=p99`).
+GROUPS: dict[str, Group] = {
+    "light": Group({"prune.amount": "0.9", "channel.amount": "0.5", "combine.amount": "0.7",
+                    "distill.student.hidden": "[48]"}),
+    "default": Group({}),
+    "heavy": Group({"prune.amount": "0.98", "channel.amount": "0.875", "combine.amount": "0.9",
+                    "distill.student.conv_channels": "[8,16,32]", "distill.student.hidden": "[64]"}),
+    "p99": Group({"prune": "p99"}, ("prune.seed",), UNSTRUCTURED, "p99"),
+    "p995": Group({"prune": "p995"}, ("prune.seed",), UNSTRUCTURED, "p995"),
+}
+SEEDS = (0, 1, 2)
 FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV
 FRONTIER_PNG = paths.FRONTIER_PNG
 LEVELS = (99.5, 99.4, 99.3, 99.0)
 
 
-def queue_commands(settings: Sequence[Mapping[str, str]] = SETTINGS, seeds: Sequence[int] = SEEDS,
+def queue_commands(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
                    target: str = "evaluate") -> list[list[str]]:
-    """One `dvc exp run --queue` per setting and seed, named frontier-<setting>-<seed>."""
+    """One `dvc exp run --queue` per group and seed, named frontier-<group>-<seed>."""
     cmds = []
-    for i, setting in enumerate(settings, start=1):
+    for name in groups:
+        group = GROUPS[name]
         for seed in seeds:
-            sets = {**setting, **{key: str(seed) for key in SEED_KEYS}}
-            cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{PREFIX}{i}-{seed}",
+            sets = {**group.sets, **{key: str(seed) for key in group.seed_keys}}
+            cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{PREFIX}{name}-{seed}",
                          *[arg for kv in sets.items() for arg in ("-S", "=".join(kv))], target])
     return cmds
+
+
+def group_of(experiment: str) -> Group | None:
+    """The group of an experiment named frontier-<group>-<seed>; None for any other name."""
+    name, _, seed = experiment.removeprefix(PREFIX).rpartition("-")
+    return GROUPS.get(name) if experiment.startswith(PREFIX) and seed.isdigit() else None
 
 
 def _param(params: Mapping[str, Any], dotted: str) -> Any:
@@ -86,25 +116,29 @@ def _param(params: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
-def setting_label(params: Mapping[str, Any], keys: Sequence[str]) -> str:
-    """A CSV cell without commas (io.write_csv does not quote): "conv 16/32/64 + FC 128"."""
+def setting_label(params: Mapping[str, Any], keys: Sequence[str], preset: str = "") -> str:
+    """A CSV cell without commas (io.write_csv does not quote): "conv 16/32/64 + FC 128",
+    "prune.amount 0.99 (p99)"."""
     if not keys:
         return "as trained"
     if keys == STUDENT:
         conv, hidden = ("/".join(str(c) for c in _param(params, k)) for k in keys)
         return f"conv {conv} + FC {hidden}"
-    return " + ".join(f"{k} {_param(params, k):g}" for k in keys)
+    label = " + ".join(f"{k} {_param(params, k):g}" for k in keys)
+    return f"{label} ({preset})" if preset else label
 
 
 def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """One point per frontier experiment and method: its setting, accuracy, bytes and batch-1 latency."""
     for name, data in experiments(shown):
-        if not name.startswith(PREFIX):
+        group = group_of(name)
+        if group is None:
             continue
         params = data["params"]["params.yaml"]["data"]
-        for method, (file, keys) in METHODS.items():
+        for method in group.methods:
+            file, keys = METHODS[method]
             m = data["metrics"][file]["data"]
-            yield {"method": method, "setting": setting_label(params, keys), "accuracy": m["accuracy"],
+            yield {"method": method, "setting": setting_label(params, keys, group.preset), "accuracy": m["accuracy"],
                    "bytes": m["checkpoint_bytes"], "params": m["params_total"], "latency_b1_ms": m["latency_b1_ms"]}
 
 
@@ -180,8 +214,9 @@ def _describe(r: dict[str, Any], axis: str) -> str:
 
 
 def _short(setting: str) -> str:
-    """The numbers of a setting label: "channel.amount 0.5 + combine.amount 0.7" -> "0.5 + 0.7"."""
-    return " + ".join(part.split()[-1] for part in setting.split(" + "))
+    """A setting label without its param names: "channel.amount 0.5 + combine.amount 0.7" -> "0.5 + 0.7",
+    "prune.amount 0.99 (p99)" -> "0.99 (p99)"."""
+    return " + ".join(" ".join(part.split()[1:]) for part in setting.split(" + "))
 
 
 Y_FLOOR = 98.6  # accuracy axis floor: below it a point is drawn on the floor as a down arrow with its value
@@ -228,7 +263,8 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test accuracy (%), mean ± std over three seeds")
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("MNIST: accuracy per byte and per millisecond, every method at three sizes")
+    fig.suptitle("MNIST: accuracy per byte and per millisecond, every method at three sizes, and the 99% and 99.5% "
+                 "presets")
     fig.tight_layout()
     if path is not None:
         # No software/date metadata: the same rows give the same PNG bytes.
@@ -250,6 +286,8 @@ def collect(baseline: str = "HEAD") -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS),
+                    help="run only these groups (the others' experiments, if any, stay in the table)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
     ap.add_argument("--collect-only", action="store_true")
@@ -258,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.collect_only:
         check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
-        run_queue(queue_commands(SETTINGS, args.seeds), args.jobs, PREFIX)
+        run_queue(queue_commands(args.groups, args.seeds), args.jobs,
+                  tuple(f"{PREFIX}{g}-" for g in args.groups))
     rows = collect(args.baseline)
     print(markdown([{k: r[k] for k in ("method", "setting", "runs", "accuracy", "accuracy_std", "bytes",
                                        "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))

@@ -47,9 +47,15 @@ def _decoded(data: bytes) -> nn.Module:
         return load_model(path)
 
 
-def _compressed(params: Params) -> nn.Module:
+def _compressed(params: Params) -> tuple[nn.Module, int]:
     model = prune.run(params)[0]
-    return _decoded(compress_model(params, model, paths.DENSE_MODEL.stat().st_size, 1)[0])
+    data = compress_model(params, model, paths.DENSE_MODEL.stat().st_size, 1)[0]
+    return _decoded(data), len(data)
+
+
+def _combined(params: Params) -> tuple[nn.Module, int]:
+    data = combine.run(params)[0]
+    return _decoded(data), len(data)
 
 
 def _student(params: Params, distilled: bool) -> nn.Module:
@@ -57,13 +63,14 @@ def _student(params: Params, distilled: bool) -> nn.Module:
     return distill.train_student(params, teacher)[0]
 
 
-# model name -> (the params key that seeds it, what trains it)
-MODELS: dict[str, tuple[str, Callable[[Params], nn.Module]]] = {
+# model name -> (the params key that seeds it, what trains it). The compressed forms also give their file's
+# size in bytes, the number a size target is about.
+MODELS: dict[str, tuple[str, Callable[[Params], nn.Module | tuple[nn.Module, int]]]] = {
     "dense": ("seed", lambda p: train.run(p)[0]),
     "pruned": ("prune.seed", lambda p: prune.run(p)[0]),
     "compressed": ("prune.seed", _compressed),
     "channel": ("channel.seed", lambda p: channel.run(p)[0]),
-    "combined": ("combine.seed", lambda p: _decoded(combine.run(p)[0])),
+    "combined": ("combine.seed", _combined),
     "student": ("distill.seed", lambda p: _student(p, distilled=True)),
     "student_scratch": ("distill.seed", lambda p: _student(p, distilled=False)),
 }
@@ -104,11 +111,14 @@ def run(model: str, seeds: Sequence[int], raw: dict[str, Any]) -> list[dict[str,
     for seed in seeds:
         params = params_from_dict(with_overrides(raw, [f"{key}={seed}"]))
         t0 = time.perf_counter()
-        trained = make(params)
+        made = make(params)
+        trained, size = made if isinstance(made, tuple) else (made, None)
         test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
         rows.append({"seed": seed, "accuracy": score(trained, test)["accuracy"],
-                     "seconds": time.perf_counter() - t0})
-        print(f"{model} {key}={seed}: {rows[-1]['accuracy']:.2f}% ({rows[-1]['seconds']:.0f} s)", flush=True)
+                     "seconds": time.perf_counter() - t0, **({} if size is None else {"bytes": size})})
+        in_bytes = "" if size is None else f", {size:,} B"
+        print(f"{model} {key}={seed}: {rows[-1]['accuracy']:.2f}%{in_bytes} ({rows[-1]['seconds']:.0f} s)",
+              flush=True)
     return rows
 
 

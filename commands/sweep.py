@@ -68,8 +68,9 @@ def start_queue(jobs: int, cwd: str | None = None) -> None:
         raise RuntimeError(f"dvc queue start -j {jobs} failed (exit {res.returncode}); see `dvc queue logs`")
 
 
-def run_queue(cmds: Sequence[list[str]], jobs: int = 1, prefix: str = "sweep-") -> None:
-    """Queue each command, run the queue with `jobs` workers and wait for it to empty."""
+def run_queue(cmds: Sequence[list[str]], jobs: int = 1, prefix: str | tuple[str, ...] = "sweep-") -> None:
+    """Queue each command, run the queue with `jobs` workers and wait for it to empty; first remove the
+    experiments whose names start with `prefix` (one or several)."""
     # Removing the earlier sweep's experiments first: DVC numbers the new ones from 1 again (and refuses a name
     # twice), and the table must hold only this sweep's.
     old = [n for n, _ in experiments(json.loads(dvc("exp", "show", "--json"))) if n.startswith(prefix)]

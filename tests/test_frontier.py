@@ -30,26 +30,43 @@ def _exp(name: str, amount: float, channel: float, seed: int, acc: float, latenc
                                              "metrics": metrics}}]}
 
 
-def test_one_experiment_per_setting_and_seed_with_every_stage_seed_set() -> None:
-    cmds = frontier.queue_commands([{"prune.amount": "0.9"}, {}], seeds=[0, 1])
-    assert [c[c.index("-n") + 1] for c in cmds] == ["frontier-1-0", "frontier-1-1", "frontier-2-0", "frontier-2-1"]
+def _sets(cmd: list[str]) -> list[str]:
+    return [cmd[i + 1] for i, a in enumerate(cmd) if a == "-S"]
+
+
+def test_one_experiment_per_group_and_seed_with_its_stage_seeds_set() -> None:
+    cmds = frontier.queue_commands(["default", "p99"], seeds=[0, 1])
+    names = [c[c.index("-n") + 1] for c in cmds]
+    assert names == ["frontier-default-0", "frontier-default-1", "frontier-p99-0", "frontier-p99-1"]
     assert cmds[1][:4] == ["dvc", "exp", "run", "--queue"] and cmds[1][-1] == "evaluate"  # export is not run
-    sets = [cmds[1][i + 1] for i, a in enumerate(cmds[1]) if a == "-S"]
-    assert sets == ["prune.amount=0.9", "prune.seed=1", "channel.seed=1", "combine.seed=1", "distill.seed=1"]
+    assert _sets(cmds[1]) == ["prune.seed=1", "channel.seed=1", "combine.seed=1", "distill.seed=1"]
+    # A preset of one stage: the preset by name and that stage's seed only, so the other stages' models are the
+    # default group's (the run-cache gives them back).
+    assert _sets(cmds[3]) == ["prune=p99", "prune.seed=1"]
+    assert _sets(frontier.queue_commands(["light"], seeds=[2])[0])[:2] == ["prune.amount=0.9", "channel.amount=0.5"]
     # The top-level seed would retrain the dense model: never set.
     assert not any(a.startswith("seed=") for c in cmds for a in c)
+    assert [frontier.group_of(n) for n in names] == [frontier.GROUPS[g] for g in ("default",) * 2 + ("p99",) * 2]
+    assert frontier.group_of("frontier-1-0") is None and frontier.group_of("sweep-p99-0") is None
 
 
 def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path) -> None:
-    shown = [{"rev": "abc", "experiments": [_exp("frontier-1-0", 0.9, 0.5, 0, 99.40),
-                                            _exp("frontier-1-1", 0.9, 0.5, 1, 99.30),
-                                            _exp("frontier-2-0", 0.95, 0.75, 0, 99.20),
+    shown = [{"rev": "abc", "experiments": [_exp("frontier-light-0", 0.9, 0.5, 0, 99.40),
+                                            _exp("frontier-light-1", 0.9, 0.5, 1, 99.30),
+                                            _exp("frontier-default-0", 0.95, 0.75, 0, 99.20),
+                                            _exp("frontier-p99-0", 0.99, 0.75, 0, 99.10),
                                             _exp("sweep-1", 0.5, 0.5, 0, 50.0)]}]
     pts = list(frontier.points(shown))
-    assert len(pts) == 3 * len(frontier.METHODS)  # the sweep-1 experiment is left out
+    # Every model of the size groups; of the preset, the dense and the unstructured one only; no sweep-1.
+    assert len(pts) == 3 * len(frontier.METHODS) + 2
     rows = frontier.summarize(pts)
     # The dense model: one point over every experiment's measurement of it.
-    assert rows[0]["method"] == "dense" and rows[0]["runs"] == 3 and rows[0]["setting"] == "as trained"
+    assert rows[0]["method"] == "dense" and rows[0]["runs"] == 4 and rows[0]["setting"] == "as trained"
+    preset = [r for r in rows if r["setting"].endswith("(p99)")]
+    assert [(r["method"], r["setting"], r["runs"]) for r in preset] == [
+        ("unstructured + compressed", "prune.amount 0.99 (p99)", 1)]
+    # The preset's experiment left the channel model of the default group alone: not counted twice.
+    assert [r["runs"] for r in rows if r["method"] == "channel" and r["setting"] == "channel.amount 0.75"] == [1]
     (unstructured,) = [r for r in rows if r["method"] == "unstructured + compressed" and r["runs"] == 2]
     assert unstructured["setting"] == "prune.amount 0.9"
     assert unstructured["accuracy"] == pytest.approx(99.35) and unstructured["accuracy_std"] == pytest.approx(0.071)
