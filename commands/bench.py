@@ -31,7 +31,7 @@ from stages.common.config import Params, load_params
 from stages.common.data import Split, load_split
 from stages.common.forms import load_model, with_csr_linears
 from stages.common.io import write_json
-from stages.common.metrics import activation_peak_mb, median_seconds, serialized_bytes
+from stages.common.metrics import activation_peak_mb, machine_metrics, median_seconds, serialized_bytes
 from stages.common.model import BigCNN, build_model, model_args_from
 from stages.common.runtime import cli, seed_everything
 from stages.common.training import FitSpec, fit, score
@@ -180,6 +180,7 @@ def run(params: Params) -> dict[str, Any]:
     models = build_models(params)
     rows = measure_models(params, models, test)
     return {"models": rows, "input_pipeline": measure_input_pipeline(params), "threads": params.threads,
+            "machine": machine_metrics(params.threads, params.kernels),
             "dense_inference_gflops": rows["dense"]["throughput_ips"] * forward_flops(models["dense"][0]) / 1e9}
 
 

@@ -31,7 +31,8 @@ from typing import Any
 from commands.sweep import check_cores, dvc, experiments, markdown, run_queue
 from stages.common import paths
 from stages.common.config import load_params
-from stages.common.io import write_csv
+from stages.common.io import write_csv, write_json
+from stages.common.metrics import machine_metrics
 from stages.common.runtime import cli
 
 PREFIX = "frontier-"
@@ -109,7 +110,8 @@ def group_of(experiment: str) -> Group | None:
     return GROUPS.get(name) if experiment.startswith(PREFIX) and seed.isdigit() else None
 
 
-def _param(params: Mapping[str, Any], dotted: str) -> Any:
+def param(params: Mapping[str, Any], dotted: str) -> Any:
+    """params["a"]["b"] for "a.b"."""
     value: Any = params
     for key in dotted.split("."):
         value = value[key]
@@ -122,9 +124,9 @@ def setting_label(params: Mapping[str, Any], keys: Sequence[str], preset: str = 
     if not keys:
         return "as trained"
     if keys == STUDENT:
-        conv, hidden = ("/".join(str(c) for c in _param(params, k)) for k in keys)
+        conv, hidden = ("/".join(str(c) for c in param(params, k)) for k in keys)
         return f"conv {conv} + FC {hidden}"
-    label = " + ".join(f"{k} {_param(params, k):g}" for k in keys)
+    label = " + ".join(f"{k} {param(params, k):g}" for k in keys)
     return f"{label} ({preset})" if preset else label
 
 
@@ -273,14 +275,21 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
 
 
 def collect(baseline: str = "HEAD") -> list[dict[str, Any]]:
-    """Rows of the experiments queued on `baseline` (DVC files each under the commit it was queued on)."""
-    pts = list(points(json.loads(dvc("exp", "show", "--json", "--rev", baseline))))
+    """Rows of the experiments queued on `baseline` (DVC files each under the commit it was queued on), and
+    beside them where they ran (metrics/frontier_run.json: docs/ name the machine from it)."""
+    shown = json.loads(dvc("exp", "show", "--json", "--rev", baseline))
+    pts = list(points(shown))
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {baseline} in `dvc exp show`; run "
                            f"`python -m commands.frontier` (or --baseline the commit they were queued on)")
     rows = summarize(pts)
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)
+    params = load_params()
+    write_json(paths.FRONTIER_JSON, {
+        "baseline": [b["rev"][:7] for b in shown if b.get("experiments")],
+        "experiments": sorted(n for n, _ in experiments(shown) if group_of(n)),
+        "machine": machine_metrics(params.threads, params.kernels)})
     return rows
 
 

@@ -1,6 +1,7 @@
-"""README's results tables, written from the committed metrics files so no number drifts (not a stage).
+"""The results tables of README.md and docs/, written from the committed metrics files so no number drifts
+(not a stage).
 
-    python -m commands.tables           # rewrite every generated table in README.md
+    python -m commands.tables           # rewrite every generated table in README.md and docs/*.md
     python -m commands.tables --check   # exit 1 if one differs from what metrics/ gives (the tests run this)
 
 A generated table sits between `<!-- begin NAME -->` and `<!-- end NAME -->`; the text around it is prose.
@@ -17,9 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from commands import frontier
 from stages.common import paths
 
-DOCS = [Path("README.md")]
+DOCS = [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
 # metrics/<file>.json -> column title, in the order the pipeline makes them
 MODELS = {"dense": "dense", "pruned": "pruned", "compressed": "compressed", "channel": "channel",
           "channel_int8": "channel int8", "combined": "combined", "student": "student (distilled)",
@@ -93,8 +95,116 @@ def seeds(metrics: Path) -> str:
     return "\n".join(lines)
 
 
-TABLES: dict[str, Callable[[Path], str]] = {"results": results, "layers": layers, "machine": machine,
-                                            "seeds": seeds}
+def _machine_line(d: dict[str, Any]) -> str:
+    return (f"lscpu `{d['cpu']}`, {d['physical_cores']} cores, {d['threads']} threads, `kernels: {d['kernels']}` "
+            f"(ATen ran {d['cpu_capability']}), torch {d['torch']}")
+
+
+def frontier_run(metrics: Path) -> str:
+    """Where the frontier's experiments ran (metrics/frontier_run.json, written by commands.frontier)."""
+    d = _json(metrics / paths.FRONTIER_JSON.name)
+    return (f"{len(d['experiments'])} experiments queued on commit {', '.join(d['baseline'])}, run on: "
+            f"{_machine_line(d['machine'])}.")
+
+
+def _times(value: float, base: float) -> str:
+    return f"{base / value:.1f}x"
+
+
+def _frontier_table(metrics: Path, methods: Sequence[str] | None) -> str:
+    rows = frontier.read_rows(metrics / paths.FRONTIER_SWEEP_CSV.name)
+    dense = next(r for r in rows if r["method"] == "dense")
+    order = list(frontier.METHODS)
+    chosen = sorted((r for r in rows if methods is None or r["method"] in methods),
+                    key=lambda r: (order.index(r["method"]), -r["bytes"]))
+    lines = [_row("method", ["setting", "runs", "accuracy (%), mean ± std", "bytes on disk (x smaller)",
+                             "batch-1 latency, ms (x faster)", "Pareto"]), _row("---", ["---"] * 6)]
+    for r in chosen:
+        pareto = ", ".join(k for k, flag in (("B", r["pareto_bytes"]), ("L", r["pareto_latency"])) if flag)
+        lines.append(_row(r["method"], [
+            r["setting"], str(r["runs"]), f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}",
+            f"{r['bytes']:,} ({_times(r['bytes'], dense['bytes'])})",
+            f"{r['latency_b1_ms']:.3f} ± {r['latency_std']:.3f} ({_times(r['latency_b1_ms'], dense['latency_b1_ms'])})",
+            pareto]))
+    return "\n".join(lines)
+
+
+def frontier_best(metrics: Path) -> str:
+    """For each accuracy level, the smallest and the fastest point that reaches it (frontier.best_per_level)."""
+    rows = frontier.read_rows(metrics / paths.FRONTIER_SWEEP_CSV.name)
+    lines = [_row("accuracy ≥ (%)", ["smallest file", "fastest at batch 1"]), _row("---", ["---"] * 2)]
+    lines += [_row(f"{b['level']:g}", [b["smallest"], b["fastest"]]) for b in frontier.best_per_level(rows)]
+    return "\n".join(lines)
+
+
+def compression(metrics: Path) -> str:
+    """The two compressed files of the committed run, their bits per nonzero weight part by part."""
+    lines = [_row("file", ["nonzero weights", "bytes (x smaller than dense)", "bits / nonzero", "positions",
+                           "positions if random", "values", "other", "test accuracy (%)"]),
+             _row("---", ["---"] * 8)]
+    for title, report, model in (("models/big_model_compressed.bin (prune + compress)", "compress", "compressed"),
+                                 ("models/combined.bin (channel + combine)", "combine", "combined")):
+        r, m = _json(metrics / f"{report}.json"), _json(metrics / f"{model}.json")
+        lines.append(_row(title, [
+            f"{r['nonzero_weights']:,}", f"{r['bytes']:,} ({r['times_smaller_than_dense']:.1f}x)",
+            f"{r['bits_per_nonzero']:.2f}", f"{r['positions_bits_per_nonzero']:.2f}",
+            f"{r['random_positions_bits_per_nonzero']:.2f}", f"{r['values_bits_per_nonzero']:.2f}",
+            f"{r['other_bits_per_nonzero']:.2f}", f"{m['accuracy']:.2f}"]))
+    return "\n".join(lines)
+
+
+def bench(metrics: Path) -> str:
+    """`make bench`'s table (metrics/bench.json) and the machine it ran on."""
+    from commands.bench import table  # torchvision with it: only where a page shows the bench
+
+    d = _json(metrics / paths.BENCH_JSON.name)
+    return f"{table(d['models'])}\n\nMeasured on: {_machine_line(d['machine'])}."
+
+
+def export(metrics: Path) -> str:
+    """Each exported ONNX file checked against torch (metrics/export.json), and the machine of the run."""
+    d = _json(metrics / "export.json")
+    lines = [_row("model", ["ONNX bytes", "same top-1", "max \\|logit diff\\|", "accuracy: torch / onnxruntime",
+                            "batch-1 latency (ms): torch / onnxruntime", "batch-256 img/s: torch / onnxruntime"]),
+             _row("---", ["---"] * 6)]
+    for name in ("dense", "channel", "student"):
+        m = d[name]
+        t, o = m["torch"], m["onnxruntime"]
+        lines.append(_row(name, [
+            f"{m['onnx_bytes']:,}", f"{m['top1_agreement']:.2%}", f"{m['max_abs_logit_diff']:.1e}",
+            f"{t['accuracy']:.2f} / {o['accuracy']:.2f}", f"{t['latency_b1_ms']:.3f} / {o['latency_b1_ms']:.3f}",
+            f"{t['throughput_ips']:,.0f} / {o['throughput_ips']:,.0f}"]))
+    return "\n".join(lines) + f"\n\nonnxruntime {d['onnxruntime_version']}. {machine(metrics)}"
+
+
+# `make exps`'s columns after Experiment and State, in the order `dvc exp show` gives them.
+EXPS_METRICS = (("combine", "times_smaller_than_dense"), ("compress", "bits_per_nonzero"),
+                ("compress", "times_smaller_than_dense"), ("dense", "accuracy"), ("pruned", "accuracy"),
+                ("pruned", "latency_b1_ms"), ("compressed", "accuracy"), ("channel", "accuracy"))
+EXPS_PARAMS = ("prune.amount", "prune.finetune_epochs", "prune.seed", "channel.amount", "compress.bits")
+
+
+def exps(metrics: Path) -> str:
+    """The workspace row `make exps` shows for the committed run (metrics/ and params.yaml beside it)."""
+    import yaml
+
+    params = yaml.safe_load((metrics.parent / paths.PARAMS_FILE.name).read_text())
+    titles = [f"metrics/{f}.json:{k}" for f, k in EXPS_METRICS] + list(EXPS_PARAMS)
+    cells = [f"{_json(metrics / f'{f}.json')[k]:.5g}" for f, k in EXPS_METRICS]
+    cells += [f"{frontier.param(params, key):g}" for key in EXPS_PARAMS]
+    return "\n".join([_row("Experiment", ["State", *titles]), _row("---", ["---"] * (len(titles) + 1)),
+                      _row("workspace", ["-", *cells])])
+
+
+TABLES: dict[str, Callable[[Path], str]] = {
+    "results": results, "layers": layers, "machine": machine, "seeds": seeds, "compression": compression,
+    "bench": bench, "exps": exps, "export": export,
+    "frontier_run": frontier_run, "frontier": lambda m: _frontier_table(m, None), "frontier_best": frontier_best,
+    "frontier_unstructured": lambda m: _frontier_table(m, ("dense", "unstructured + compressed")),
+    "frontier_structured": lambda m: _frontier_table(m, ("channel", "channel int8",
+                                                          "channel + unstructured + compressed")),
+    "frontier_students": lambda m: _frontier_table(m, ("student (distilled)", "student alone")),
+}
 BLOCK = re.compile(r"(<!-- begin (\w+) -->\n)(.*?)(<!-- end \2 -->)", re.S)
 
 

@@ -50,4 +50,8 @@ MODELS_FRONTIER_CSV = METRICS_DIR / "frontier.csv"
 SWEEP_CSV = METRICS_DIR / "sweep.csv"
 FRONTIER_SWEEP_CSV = METRICS_DIR / "frontier_sweep.csv"
 FRONTIER_PNG = METRICS_DIR / "frontier.png"
+# Where and on what the frontier's experiments ran: their baseline commit, the machine, the count.
+FRONTIER_JSON = METRICS_DIR / "frontier_run.json"
+# python -m commands.distill_study --save: distilled and alone students, paired over seeds and temperatures.
+DISTILL_STUDY_JSON = METRICS_DIR / "distill_study.json"
 BENCH_JSON = METRICS_DIR / "bench.json"
