@@ -5,7 +5,7 @@ the fastest model for an accuracy budget (not a pipeline stage).
                                               # on 2 cores), write metrics/frontier_sweep.csv and frontier.png
     python -m commands.frontier --groups p99    # only the 99% preset's three seeds (the rest stay as they are)
     python -m commands.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
-    python -m commands.frontier --collect-only --baseline <commit>   # experiments queued on an earlier commit
+    python -m commands.frontier --collect-only --baseline <commit> [<commit> ...]   # queued on earlier commits
 
 Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
 combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
@@ -57,7 +57,20 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "channel + unstructured + compressed": (_file("combined"), ("channel.amount", "combine.amount")),
     "student (distilled)": (_file("student"), STUDENT),
     "student alone": (_file("student_scratch"), STUDENT),
+    # The combine stage's file again, when `combine.source: student` made it from the distilled student.
+    "student + unstructured + compressed": (_file("combined"), ("combine.amount",)),
 }
+
+
+def made_here(method: str, params: Mapping[str, Any]) -> bool:
+    """Whether an experiment with these params made this method's model: the combine stage's one file is the
+    channel model's or the student's, as combine.source says."""
+    source = params.get("combine", {}).get("source", "channel")
+    if method == "channel + unstructured + compressed":
+        return source == "channel"
+    if method == "student + unstructured + compressed":
+        return source == "student"
+    return True
 
 
 @dataclass(frozen=True)
@@ -73,9 +86,10 @@ class Group:
 
 
 UNSTRUCTURED = ("dense", "unstructured + compressed")
+SMALLEST = ("dense", "student + unstructured + compressed")
 # One size per method in each size group, from the smallest cut-back to the largest; "default" is
 # params.yaml's own (prune 95%, channel 75%, combined 80% of the channel model, the 98,554-parameter
-# student). Then the named presets of conf/ (`dvc exp run -S prune=p99`).
+# student). Then the named presets of conf/ (`dvc exp run -S prune=p99`, `-S combine=s16`).
 GROUPS: dict[str, Group] = {
     "light": Group({"prune.amount": "0.9", "channel.amount": "0.5", "combine.amount": "0.7",
                     "distill.student.hidden": "[48]"}),
@@ -84,6 +98,8 @@ GROUPS: dict[str, Group] = {
                     "distill.student.conv_channels": "[8,16,32]", "distill.student.hidden": "[64]"}),
     "p99": Group({"prune": "p99"}, ("prune.seed",), UNSTRUCTURED, "p99"),
     "p995": Group({"prune": "p995"}, ("prune.seed",), UNSTRUCTURED, "p995"),
+    "s16": Group({"combine": "s16"}, ("combine.seed",), SMALLEST, "s16"),
+    "s8": Group({"combine": "s8"}, ("combine.seed",), SMALLEST, "s8"),
 }
 SEEDS = (0, 1, 2)
 FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV
@@ -131,13 +147,19 @@ def setting_label(params: Mapping[str, Any], keys: Sequence[str], preset: str = 
 
 
 def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """One point per frontier experiment and method: its setting, accuracy, bytes and batch-1 latency."""
+    """One point per frontier experiment and method: its setting, accuracy, bytes and batch-1 latency. An
+    experiment name found under two baselines is an error: which of the two is meant is not for this to guess."""
+    seen: set[str] = set()
     for name, data in experiments(shown):
         group = group_of(name)
         if group is None:
             continue
+        if name in seen:
+            raise ValueError(f"experiment {name} is under more than one of the baselines given; pass --baseline "
+                             "for only one of them, or `dvc exp remove` the older")
+        seen.add(name)
         params = data["params"]["params.yaml"]["data"]
-        for method in group.methods:
+        for method in (m for m in group.methods if made_here(m, params)):
             file, keys = METHODS[method]
             m = data["metrics"][file]["data"]
             yield {"method": method, "setting": setting_label(params, keys, group.preset), "accuracy": m["accuracy"],
@@ -274,14 +296,14 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
     return fig
 
 
-def collect(baseline: str = "HEAD") -> list[dict[str, Any]]:
-    """Rows of the experiments queued on `baseline` (DVC files each under the commit it was queued on), and
+def collect(baselines: Sequence[str] = ("HEAD",)) -> list[dict[str, Any]]:
+    """Rows of the experiments queued on `baselines` (DVC files each under the commit it was queued on), and
     beside them where they ran (metrics/frontier_run.json: docs/ name the machine from it)."""
-    shown = json.loads(dvc("exp", "show", "--json", "--rev", baseline))
+    shown = json.loads(dvc("exp", "show", "--json", *[arg for rev in baselines for arg in ("--rev", rev)]))
     pts = list(points(shown))
     if not pts:
-        raise RuntimeError(f"no {PREFIX}* experiments on {baseline} in `dvc exp show`; run "
-                           f"`python -m commands.frontier` (or --baseline the commit they were queued on)")
+        raise RuntimeError(f"no {PREFIX}* experiments on {', '.join(baselines)} in `dvc exp show`; run "
+                           f"`python -m commands.frontier` (or --baseline the commits they were queued on)")
     rows = summarize(pts)
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)
@@ -300,8 +322,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
     ap.add_argument("--collect-only", action="store_true")
-    ap.add_argument("--baseline", default="HEAD", help="with --collect-only: the commit the experiments were "
-                    "queued on, when there have been commits since")
+    ap.add_argument("--baseline", nargs="+", default=["HEAD"], help="with --collect-only: the commits the "
+                    "experiments were queued on, when there have been commits since (groups run at different "
+                    "commits: name each)")
     args = ap.parse_args(argv)
     if not args.collect_only:
         check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)

@@ -1,8 +1,9 @@
-"""Stage: every size lever on one model. The channel stage's smaller network is pruned unstructured as the
-prune stage prunes the dense one (stages/methods/unstructured.py, with the `combine` params: prune's keys) and
-compressed as the compress stage compresses (stages/methods/compression.py, `compress.*`): models/combined.bin.
-Loading it rebuilds the channel model's small dense layers, so it runs at the channel model's speed from a file
-a few hundred times smaller than the dense checkpoint.
+"""Stage: every size lever on one model. The channel stage's smaller network (or, with `combine.source:
+student`, the distill stage's student) is pruned unstructured as the prune stage prunes the dense one
+(stages/methods/unstructured.py, with the `combine` params: prune's keys) and compressed as the compress stage
+compresses (stages/methods/compression.py, `compress.*`): models/combined.bin. Loading it rebuilds the small
+model's dense layers, so it runs at that model's speed from a file a few hundred times smaller than the dense
+checkpoint.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from stages.common.runtime import cli, seed_everything
 from stages.methods import unstructured
 from stages.methods.compression import compress_model, summary
 
+SOURCES = {"channel": paths.CHANNEL_MODEL, "student": paths.STUDENT_MODEL}
 
-def run(params: Params, channel_path: Path = paths.CHANNEL_MODEL, dense_path: Path = paths.DENSE_MODEL,
+
+def run(params: Params, source_path: Path | None = None, dense_path: Path = paths.DENSE_MODEL,
         on_epoch: EpochLogger | None = None) -> tuple[bytes, dict[str, Any]]:
-    """The compressed bytes and a report: the global sparsity reached plus compress_model's size report."""
+    """The compressed bytes and a report: the global sparsity reached plus compress_model's size report.
+    source_path defaults to the checkpoint `combine.source` names."""
     cfg = params.combine
+    source_path = SOURCES[cfg.source] if source_path is None else source_path
     gen = seed_everything(cfg.seed, params.threads, params.kernels)
-    model, _ = load_checkpoint(channel_path)
+    model, _ = load_checkpoint(source_path)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     report, _ = unstructured.prune_model(model, params, cfg, test, gen, on_epoch)
-    data, size = compress_model(params, model, dense_path.stat().st_size, channel_path.stat().st_size)
+    data, size = compress_model(params, model, dense_path.stat().st_size, source_path.stat().st_size)
     return data, {"global_sparsity": report["global_sparsity"], **size}
 
 

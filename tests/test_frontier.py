@@ -58,7 +58,7 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
                                             _exp("sweep-1", 0.5, 0.5, 0, 50.0)]}]
     pts = list(frontier.points(shown))
     # Every model of the size groups; of the preset, the dense and the unstructured one only; no sweep-1.
-    assert len(pts) == 3 * len(frontier.METHODS) + 2
+    assert len(pts) == 3 * (len(frontier.METHODS) - 1) + 2  # size groups: the channel model is combined
     rows = frontier.summarize(pts)
     # The dense model: one point over every experiment's measurement of it.
     assert rows[0]["method"] == "dense" and rows[0]["runs"] == 4 and rows[0]["setting"] == "as trained"
@@ -113,3 +113,19 @@ def test_picture_is_written_and_the_same_rows_give_the_same_bytes(tmp_path: Path
     first = (tmp_path / "one.png").read_bytes()
     assert first[:8] == b"\x89PNG\r\n\x1a\n" and len(first) > 10_000
     assert first == (tmp_path / "two.png").read_bytes()
+
+
+def test_a_combine_preset_on_the_student_is_its_own_method_and_names_are_unique() -> None:
+    exp = _exp("frontier-s16-1", 0.95, 0.75, 1, 99.35)
+    exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["combine"] = {"amount": 0.88, "seed": 1,
+                                                                          "source": "student"}
+    pts = list(frontier.points([{"rev": "abc", "experiments": [exp]}]))
+    assert [(p["method"], p["setting"]) for p in pts] == [
+        ("dense", "as trained"), ("student + unstructured + compressed", "combine.amount 0.88 (s16)")]
+    # A size group on the channel model never yields the student's method, and the reverse.
+    size = list(frontier.points([{"rev": "abc", "experiments": [_exp("frontier-default-0", 0.95, 0.75, 0, 99.3)]}]))
+    assert {p["method"] for p in size} == set(frontier.METHODS) - {"student + unstructured + compressed"}
+    assert _sets(frontier.queue_commands(["s8"], seeds=[2])[0]) == ["combine=s8", "combine.seed=2"]
+    # The same experiment under two baselines: refused, not counted twice.
+    with pytest.raises(ValueError, match="frontier-s16-1 is under more than one of the baselines"):
+        list(frontier.points([{"rev": "abc", "experiments": [exp]}, {"rev": "def", "experiments": [exp]}]))

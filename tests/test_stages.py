@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages import channel, combine, evaluate, prune, train
+from stages import channel, combine, distill, evaluate, prune, train
 from stages.common import paths, training
-from stages.common.config import Params, replace
+from stages.common.config import ConfigError, Params, params_from_dict, replace
 from stages.common.data import augment, load_split
 from stages.common.forms import load_model
 from stages.common.io import load_checkpoint, save_checkpoint
@@ -24,6 +24,7 @@ from stages.methods import gradual, sparse, unstructured
 from stages.methods.channels import kept_widths, l1_keep, prune_channels, widths
 from stages.methods.channels import layers as channel_layers
 from stages.methods.quantize import save_int8
+from tests.conftest import tiny_dict
 
 
 @pytest.fixture
@@ -283,6 +284,23 @@ def test_combine_prunes_the_channel_model_and_compresses_it(tiny_params: Params,
     assert model.model_args["conv_channels"] == small.model_args["conv_channels"]  # the channel model's shapes
     test = load_split(tiny_params.data.root, train=False, limit=tiny_params.data.test_limit, verify=False)
     assert score(model, test)["accuracy"] > 70.0
+
+
+def test_combine_source_student_prunes_the_student_instead(tiny_params: Params, trained: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    student, _ = distill.train_student(tiny_params, None)
+    save_checkpoint(tmp_path / "student.pth", student)
+    monkeypatch.setitem(combine.SOURCES, "student", tmp_path / "student.pth")
+    params = replace(tiny_params, combine=replace(tiny_params.combine, source="student", amount=0.85))
+    data, report = combine.run(params, dense_path=trained)
+    assert report["global_sparsity"] == pytest.approx(0.85, abs=1e-3)
+    assert report["pruned_checkpoint_bytes"] == (tmp_path / "student.pth").stat().st_size
+    (tmp_path / "combined.bin").write_bytes(data)
+    assert load_model(tmp_path / "combined.bin").model_args == student.model_args  # the student's shapes
+    with pytest.raises(ConfigError, match=r"combine.source must be one of \['channel', 'student'\], got 'dense'"):
+        params_from_dict(tiny_dict(combine={"source": "dense"}))
+    with pytest.raises(ConfigError, match="unknown key 'prune.source'"):
+        params_from_dict(tiny_dict(prune={"source": "student"}))  # a combine key only
 
 
 def test_removing_channels_computes_what_zeroing_them_does(tiny_params: Params, trained: Path) -> None:

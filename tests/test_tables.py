@@ -35,3 +35,22 @@ def test_a_changed_metric_changes_its_table(tmp_path: Path) -> None:
 def test_unknown_table_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown generated table 'nope'"):
         tables.render("<!-- begin nope -->\n<!-- end nope -->", ROOT / "metrics")
+
+
+def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    shutil.copytree(ROOT / "metrics", metrics)
+    csv = metrics / "frontier_sweep.csv"
+    lines = csv.read_text().splitlines()
+    header = lines[0].split(",")
+    row = next(i for i, line in enumerate(lines) if line.startswith("unstructured + compressed,"))
+    cells = lines[row].split(",")
+    cells[header.index("accuracy")] = "12.345"
+    lines[row] = ",".join(cells)
+    csv.write_text("\n".join(lines) + "\n")
+    text = "<!-- begin frontier_unstructured -->\n<!-- end frontier_unstructured -->\n"
+    out = tables.render(text, metrics)
+    assert f"| unstructured + compressed | {cells[1]} |" in out and "| 12.35 ± " in out
+    assert "channel" not in out  # only the methods that block names
+    run = tables.render("<!-- begin frontier_run -->\n<!-- end frontier_run -->\n", metrics)
+    assert "lscpu `" in run and "experiments queued on commit" in run

@@ -167,6 +167,20 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
+class CombineConfig(PruneConfig):
+    # What the combine stage prunes and compresses: the channel stage's model (the default), or the distill
+    # stage's student, a network small by design whose weights each carry more (the small-file presets
+    # `-S combine=s16`, `-S combine=s8`; docs/smallest.md).
+    source: str = "channel"
+
+    SOURCES = ("channel", "student")
+
+    def validate(self, p: str) -> None:
+        super().validate(p)
+        _require(self.source in self.SOURCES, f"{p}.source", f"one of {list(self.SOURCES)}", self.source)
+
+
+@dataclass(frozen=True)
 class ChannelConfig:
     # Structured pruning (the channel stage): this fraction of the conv filters and FC neurons of every hidden
     # layer is removed and the layers are rebuilt smaller, so the model is really faster. The 10-class output
@@ -297,10 +311,10 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
-    # The combine stage prunes the channel model unstructured with these (prune's keys; those left out take
-    # these defaults): 80% of its weights, two epochs of learning-rate rewinding.
-    combine: PruneConfig = field(default_factory=lambda: PruneConfig(amount=0.8, finetune_epochs=2, ramp=0.25,
-                                                                      lr=4e-3, schedule="onecycle"))
+    # The combine stage prunes the channel model (or the student, `source`) unstructured with these (prune's
+    # keys; those left out take these defaults): 80% of its weights, two epochs of learning-rate rewinding.
+    combine: CombineConfig = field(default_factory=lambda: CombineConfig(amount=0.8, finetune_epochs=2, ramp=0.25,
+                                                                          lr=4e-3, schedule="onecycle"))
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
