@@ -296,6 +296,33 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
     return fig
 
 
+# The file each preset is about: its per-layer nonzero counts go to metrics/frontier_layers.csv.
+PRESET_FILES = {"unstructured + compressed": paths.COMPRESSED_MODEL,
+                "student + unstructured + compressed": paths.COMBINED_MODEL}
+
+
+def preset_layers(shown: list[dict[str, Any]], cache: Path = Path(".dvc/cache/files/md5")) -> list[dict[str, Any]]:
+    """Per conv / linear layer, the weights and nonzero weights of each preset's file in its lowest-seed
+    experiment, read from the DVC cache by the hash `dvc exp show` gives the experiment's output."""
+    from stages.methods.compression import load_compressed  # both preset files are compressed .bin files
+    from stages.methods.unstructured import layer_sparsity
+
+    first: dict[str, tuple[int, dict[str, Any]]] = {}
+    for name, data in experiments(shown):
+        group = group_of(name)
+        if group is not None and group.preset:
+            seed = int(name.rpartition("-")[2])
+            if group.preset not in first or seed < first[group.preset][0]:
+                first[group.preset] = (seed, data)
+    rows = []
+    for preset, (seed, data) in sorted(first.items()):
+        method = next(m for m in GROUPS[preset].methods if m in PRESET_FILES)
+        digest = data["outs"][PRESET_FILES[method].as_posix()]["hash"]
+        model = load_compressed(cache / digest[:2] / digest[2:])
+        rows += [{"preset": preset, "seed": seed, "method": method, **r} for r in layer_sparsity(model)]
+    return rows
+
+
 def collect(baselines: Sequence[str] = ("HEAD",)) -> list[dict[str, Any]]:
     """Rows of the experiments queued on `baselines` (DVC files each under the commit it was queued on), and
     beside them where they ran (metrics/frontier_run.json: docs/ name the machine from it)."""
@@ -307,6 +334,7 @@ def collect(baselines: Sequence[str] = ("HEAD",)) -> list[dict[str, Any]]:
     rows = summarize(pts)
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)
+    write_csv(paths.FRONTIER_LAYERS_CSV, preset_layers(shown))
     params = load_params()
     write_json(paths.FRONTIER_JSON, {
         "baseline": [b["rev"][:7] for b in shown if b.get("experiments")],

@@ -129,3 +129,30 @@ def test_a_combine_preset_on_the_student_is_its_own_method_and_names_are_unique(
     # The same experiment under two baselines: refused, not counted twice.
     with pytest.raises(ValueError, match="frontier-s16-1 is under more than one of the baselines"):
         list(frontier.points([{"rev": "abc", "experiments": [exp]}, {"rev": "def", "experiments": [exp]}]))
+
+
+def test_preset_layers_count_the_nonzeros_of_each_presets_lowest_seed_file(tiny_params, tmp_path: Path) -> None:
+    import torch
+
+    from stages.common.model import build_model
+    from stages.methods.compression import compress_model
+
+    model = build_model([4, 8], [16])
+    with torch.no_grad():
+        model.classifier[1].weight[:, ::2] = 0  # half of the first FC layer's weights gone
+    data, _ = compress_model(tiny_params, model, 10**6, 10**6)
+    digest = "ab" + "0" * 30
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / digest[2:]).write_bytes(data)
+    exp = _exp("frontier-s16-0", 0.95, 0.75, 0, 99.3)
+    exp["revs"][0]["data"]["outs"] = {"models/combined.bin": {"hash": digest}}
+    later = _exp("frontier-s16-1", 0.95, 0.75, 1, 99.3)  # another seed: not read (its hash is not in the cache)
+    later["revs"][0]["data"]["outs"] = {"models/combined.bin": {"hash": "cd" + "1" * 30}}
+    rows = frontier.preset_layers([{"rev": "abc", "experiments": [later, exp,
+                                                                  _exp("frontier-default-0", 0.95, 0.75, 0, 99)]}],
+                                  cache=tmp_path)
+    assert [(r["preset"], r["seed"], r["layer"]) for r in rows] == [
+        ("s16", 0, "features.0"), ("s16", 0, "features.4"), ("s16", 0, "classifier.1"), ("s16", 0, "classifier.4")]
+    fc = rows[2]
+    assert fc["params"] == 8 * 7 * 7 * 16 and fc["nonzero"] <= fc["params"] // 2
+    assert rows[0]["method"] == "student + unstructured + compressed"

@@ -52,6 +52,8 @@ FRONTIER_SWEEP_CSV = METRICS_DIR / "frontier_sweep.csv"
 FRONTIER_PNG = METRICS_DIR / "frontier.png"
 # Where and on what the frontier's experiments ran: their baseline commit, the machine, the count.
 FRONTIER_JSON = METRICS_DIR / "frontier_run.json"
+# Per layer, the nonzero weights of each preset's file (its lowest seed): docs/smallest.md, docs/sparsity-99.md.
+FRONTIER_LAYERS_CSV = METRICS_DIR / "frontier_layers.csv"
 # python -m commands.distill_study --save: distilled and alone students, paired over seeds and temperatures.
 DISTILL_STUDY_JSON = METRICS_DIR / "distill_study.json"
 BENCH_JSON = METRICS_DIR / "bench.json"
