@@ -129,6 +129,28 @@ def _frontier_table(metrics: Path, methods: Sequence[str] | None) -> str:
     return "\n".join(lines)
 
 
+def frontier_layers(metrics: Path, presets: Sequence[str]) -> str:
+    """Per layer, the weights each preset's file keeps (metrics/frontier_layers.csv: its lowest seed)."""
+    with (metrics / paths.FRONTIER_LAYERS_CSV.name).open() as f:
+        rows = [r for r in csv.DictReader(f) if r["preset"] in presets]
+    chosen = [p for p in presets if any(r["preset"] == p for r in rows)]
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    by = {(r["preset"], r["layer"]): r for r in rows}
+    seeds = {r["preset"]: r["seed"] for r in rows}
+    lines = [_row("layer", [f"{p} (seed {seeds[p]}): nonzero of weights" for p in chosen]),
+             _row("---", ["---"] * len(chosen))]
+    for layer in layers:
+        cells = []
+        for p in chosen:
+            r = by.get((p, layer))
+            cells.append("" if r is None else f"{int(r['nonzero']):,} of {int(r['params']):,} "
+                                              f"({int(r['nonzero']) / int(r['params']):.1%})")
+        lines.append(_row(layer, cells))
+    totals = [sum(int(by[(p, layer)]["nonzero"]) for layer in layers if (p, layer) in by) for p in chosen]
+    lines.append(_row("all", [f"{t:,}" for t in totals]))
+    return "\n".join(lines)
+
+
 def frontier_best(metrics: Path) -> str:
     """For each accuracy level, the smallest and the fastest point that reaches it (frontier.best_per_level)."""
     rows = frontier.read_rows(metrics / paths.FRONTIER_SWEEP_CSV.name)
@@ -204,6 +226,11 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "frontier_structured": lambda m: _frontier_table(m, ("channel", "channel int8",
                                                           "channel + unstructured + compressed")),
     "frontier_students": lambda m: _frontier_table(m, ("student (distilled)", "student alone")),
+    "frontier_smallest": lambda m: _frontier_table(m, ("dense", "student alone", "student (distilled)",
+                                                        "student + unstructured + compressed",
+                                                        "channel + unstructured + compressed")),
+    "layers_smallest": lambda m: frontier_layers(m, ("s16", "s8")),
+    "layers_sparse": lambda m: frontier_layers(m, ("p99", "p995")),
 }
 BLOCK = re.compile(r"(<!-- begin (\w+) -->\n)(.*?)(<!-- end \2 -->)", re.S)
 
