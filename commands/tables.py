@@ -151,6 +151,23 @@ def frontier_layers(metrics: Path, presets: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def distill_study(metrics: Path) -> str:
+    """Distilled vs alone students paired by seed (metrics/distill_study.json, commands.distill_study)."""
+    d = _json(metrics / paths.DISTILL_STUDY_JSON.name)
+    st = d["student"]
+    lines = [_row("temperature", ["seeds", "distilled (%), mean ± std", "alone (%), mean ± std",
+                                  "paired gain (pt), mean ± standard error", "verdict"]), _row("---", ["---"] * 5)]
+    for p in d["pairs"]:
+        lines.append(_row(f"{p['temperature']:g}", [
+            " / ".join(str(s) for s in p["seeds"]), f"{p['distilled_mean']:.2f} ± {p['distilled_std']:.2f}",
+            f"{p['alone_mean']:.2f} ± {p['alone_std']:.2f}", f"{p['gain']:+.3f} ± {p['gain_se']:.3f}",
+            p["verdict"]]))
+    return "\n".join(lines) + (
+        f"\n\nTeacher: {d['teacher']}, {d['teacher_accuracy']:.2f}% on the test set. Students: conv "
+        f"{st['conv_channels']} + FC {st['hidden']}, {st['epochs']} epochs, label smoothing {st['label_smoothing']:g}; "
+        f"alpha {d['alpha']:g}. `{d['command']}`, {d['seconds'] / 60:.0f} min on: {_machine_line(d['machine'])}.")
+
+
 def frontier_best(metrics: Path) -> str:
     """For each accuracy level, the smallest and the fastest point that reaches it (frontier.best_per_level)."""
     rows = frontier.read_rows(metrics / paths.FRONTIER_SWEEP_CSV.name)
@@ -231,6 +248,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                         "channel + unstructured + compressed")),
     "layers_smallest": lambda m: frontier_layers(m, ("s16", "s8")),
     "layers_sparse": lambda m: frontier_layers(m, ("p99", "p995")),
+    "distill_study": distill_study,
 }
 BLOCK = re.compile(r"(<!-- begin (\w+) -->\n)(.*?)(<!-- end \2 -->)", re.S)
 
