@@ -287,8 +287,7 @@ def draw(rows: Sequence[dict[str, Any]], path: Path | None = None) -> Any:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test accuracy (%), mean ± std over three seeds")
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("MNIST: accuracy per byte and per millisecond, every method at three sizes, and the 99% and 99.5% "
-                 "presets")
+    fig.suptitle("MNIST: accuracy per byte and per millisecond, every method and the presets (mean ± std over seeds)")
     fig.tight_layout()
     if path is not None:
         # No software/date metadata: the same rows give the same PNG bytes.
