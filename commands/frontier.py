@@ -1,18 +1,18 @@
 """Every method at several settings and seeds, as queued DVC experiments: which gives the smallest file and
 the fastest model for an accuracy budget (not a pipeline stage).
 
-    python -m commands.frontier                 # queue 5 groups x 3 seeds, run them one at a time (~100 min
-                                              # on 2 cores), write metrics/frontier_sweep.csv and frontier.png
-    python -m commands.frontier --groups p99    # only the 99% preset's three seeds (the rest stay as they are)
+    python -m commands.frontier                 # queue 7 groups x 3 seeds, run them one at a time (~2.5 h on
+                                              # 2 cores), write metrics/frontier_sweep.csv and frontier.png
+    python -m commands.frontier --groups p99    # only the 99% preset's three seeds (the others' experiments stay)
     python -m commands.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
     python -m commands.frontier --collect-only --baseline <commit> [<commit> ...]   # queued on earlier commits
 
 Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
 combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
-distill.seed); the preset groups (p99, p995) select conf/'s preset and vary prune.seed only. Every experiment
-runs up to `evaluate`: the dense model comes from the DVC cache, never retrained, and export is skipped. Each
-model a group measures is one point per experiment; the points of one method and setting are averaged over
-the seeds.
+distill.seed); the preset groups select a preset of conf/ and vary that stage's seed only (p99, p995:
+prune.seed; s16, s8: combine.seed). Every experiment runs up to `evaluate`: the dense model comes from the
+DVC cache, never retrained, and export is skipped. Each model a group measures is one point per experiment;
+the points of one method and setting are averaged over the seeds.
 """
 
 from __future__ import annotations
@@ -302,7 +302,8 @@ PRESET_FILES = {"unstructured + compressed": paths.COMPRESSED_MODEL,
 
 def preset_layers(shown: list[dict[str, Any]], cache: Path = Path(".dvc/cache/files/md5")) -> list[dict[str, Any]]:
     """Per conv / linear layer, the weights and nonzero weights of each preset's file in its lowest-seed
-    experiment, read from the DVC cache by the hash `dvc exp show` gives the experiment's output."""
+    experiment, read from the DVC cache (the default local cache folder) by the hash `dvc exp show` gives the
+    experiment's output."""
     from stages.methods.compression import load_compressed  # both preset files are compressed .bin files
     from stages.methods.unstructured import layer_sparsity
 
