@@ -116,7 +116,7 @@ def _dense_bytes(name: str, tensor: torch.Tensor) -> bytes:
     return np.ascontiguousarray(tensor.detach().numpy(), dtype=_le(str(tensor.dtype))).tobytes()
 
 
-def _xz(data: bytes) -> bytes:
+def xz(data: bytes) -> bytes:
     return lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
 
 
@@ -125,16 +125,16 @@ def encode(model: BigCNN, bits: int) -> bytes:
     body = struct.pack("<I", len(header)) + header
     for s in STREAMS:
         body += struct.pack("<Q", len(streams[s])) + bytes(streams[s])
-    return MAGIC + _xz(body)
+    return MAGIC + xz(body)
 
 
 def lzma_parts(model: BigCNN, bits: int) -> dict[str, int]:
     """Bytes of positions / values / the rest in the lzma format, each stream compressed alone (the file
     compresses them together, so the parts add up to about, not exactly, its size)."""
     header, streams = _lzma_streams(model, bits)
-    return {"positions": len(_xz(streams["positions"])),
-            "values": len(_xz(streams["values"] + streams["scales"])),
-            "other": len(MAGIC) + len(_xz(header + streams["dense"]))}
+    return {"positions": len(xz(streams["positions"])),
+            "values": len(xz(streams["values"] + streams["scales"])),
+            "other": len(MAGIC) + len(xz(header + streams["dense"]))}
 
 
 def _split_streams(body: bytes) -> tuple[dict[str, Any], dict[str, memoryview]]:
@@ -227,7 +227,7 @@ def encode_range(model: BigCNN, bits: int, quantizer: str) -> tuple[bytes, dict[
         entries.append(entry)
     header = json.dumps({"model_args": model.model_args, "bits": bits, "quantizer": quantizer,
                          "tensors": entries}).encode()
-    streams = {"header": _xz(header), **{k: _xz(bytes(v)) for k, v in raw.items()},
+    streams = {"header": xz(header), **{k: xz(bytes(v)) for k, v in raw.items()},
                "positions": enc_pos.get_compressed().astype("<u4").tobytes(),
                "values": enc_val.get_compressed().astype("<u4").tobytes()}
     data = RANGE_MAGIC + b"".join(struct.pack("<Q", len(streams[s])) + streams[s] for s in RANGE_STREAMS)
@@ -236,7 +236,7 @@ def encode_range(model: BigCNN, bits: int, quantizer: str) -> tuple[bytes, dict[
     return data, {**parts, "other": len(data) - sum(parts.values())}
 
 
-def _read_range_streams(data: bytes) -> dict[str, bytes]:
+def read_range_streams(data: bytes) -> dict[str, bytes]:
     view, i, streams = memoryview(data), len(RANGE_MAGIC), {}
     for s in RANGE_STREAMS:
         (size,) = struct.unpack_from("<Q", view, i)
@@ -248,7 +248,7 @@ def _read_range_streams(data: bytes) -> dict[str, bytes]:
 
 
 def decode_range(data: bytes) -> BigCNN:
-    streams = _read_range_streams(data)
+    streams = read_range_streams(data)
     header = json.loads(lzma.decompress(streams["header"]))
     counts = np.frombuffer(lzma.decompress(streams["counts"]), "<u4").astype(np.int64)
     tables, dense = lzma.decompress(streams["tables"]), lzma.decompress(streams["dense"])
