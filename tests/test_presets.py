@@ -47,16 +47,26 @@ def test_presets_change_only_their_recipe() -> None:
     assert _composed("prune=p99", "prune.seed=2")["prune"] == {**p99["prune"], "seed": 2}
 
 
+def test_combine_presets_start_from_the_student_and_change_only_combine() -> None:
+    default, s16, s8 = _composed(), _composed("combine=s16"), _composed("combine=s8")
+    assert {k for k in default if default[k] != s16[k]} == {"combine"}
+    assert default["combine"]["source"] == "channel"
+    assert s16["combine"]["source"] == s8["combine"]["source"] == "student"
+    assert {k for k in s16["combine"] if s16["combine"][k] != s8["combine"][k]} == {"amount", "finetune_epochs"}
+    assert s16["combine"]["amount"] < s8["combine"]["amount"]  # the 8 KB file keeps fewer weights
+    assert _composed("combine=s8", "combine.seed=2")["combine"] == {**s8["combine"], "seed": 2}
+
+
 def test_every_preset_is_a_valid_config() -> None:
     groups = params.presets(CONF)
-    assert groups["prune"] == ["default", "p99", "p995"]
+    assert groups["prune"] == ["default", "p99", "p995"] and groups["combine"] == ["default", "s16", "s8"]
     for group, names in groups.items():
         for name in names:
             params_from_dict(_composed(f"{group}={name}"))
 
 
 def test_a_preset_that_does_not_exist_names_the_ones_that_do() -> None:
-    with pytest.raises(ValueError, match=r"prune=p98: .*'prune/p98' \(presets: prune: default, p99, p995\)"):
+    with pytest.raises(ValueError, match=r"prune=p98: .*'prune/p98' \(presets: .*prune: default, p99, p995"):
         params.compose(["prune=p98"], CONF)
     with pytest.raises(ValueError, match=r"prune.amount must be a number in \[0, 1\)"):
         params.compose(["prune.amount=1.5"], CONF)
