@@ -103,7 +103,8 @@ def _machine_line(d: dict[str, Any]) -> str:
 def frontier_run(metrics: Path) -> str:
     """Where the frontier's experiments ran (metrics/frontier_run.json, written by commands.frontier)."""
     d = _json(metrics / paths.FRONTIER_JSON.name)
-    return (f"{len(d['experiments'])} experiments queued on commit {', '.join(d['baseline'])}, run on: "
+    commits = "commit " if len(d["baseline"]) == 1 else "commits "
+    return (f"{len(d['experiments'])} experiments queued on {commits}{', '.join(d['baseline'])}, run on: "
             f"{_machine_line(d['machine'])}.")
 
 

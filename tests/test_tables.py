@@ -53,4 +53,4 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     assert f"| unstructured + compressed | {cells[1]} |" in out and "| 12.35 ± " in out
     assert "channel" not in out  # only the methods that block names
     run = tables.render("<!-- begin frontier_run -->\n<!-- end frontier_run -->\n", metrics)
-    assert "lscpu `" in run and "experiments queued on commit" in run
+    assert "lscpu `" in run and "experiments queued on commit" in run  # commit or commits
