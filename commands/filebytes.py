@@ -15,7 +15,6 @@ test accuracy of the model with its dense tensors rounded to float16 says what t
 from __future__ import annotations
 
 import argparse
-import json
 import lzma
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from stages.common.config import load_params
 from stages.common.data import load_split
+from stages.common.model import prunable
 from stages.common.runtime import cli
 from stages.common.training import score
 from stages.methods.compression import RANGE_MAGIC, decode_range, read_range_streams, xz
@@ -34,17 +34,12 @@ SMALL_STREAMS = ("header", "counts", "tables", "dense")
 
 
 def dense_tensors(data: bytes) -> dict[str, np.ndarray]:
-    """The file's dense tensors (biases, batch-norm statistics and counters), by name, as stored."""
-    streams = read_range_streams(data)
-    header = json.loads(lzma.decompress(streams["header"]))
-    raw, at, out = lzma.decompress(streams["dense"]), 0, {}
-    for e in header["tensors"]:
-        if e["kind"] == "dense":
-            dtype = np.dtype({"torch.float32": "<f4", "torch.int64": "<i8"}[e["dtype"]])
-            n = int(np.prod(e["shape"], dtype=np.int64))
-            out[e["name"]] = np.frombuffer(raw, dtype, n, at)
-            at += n * dtype.itemsize
-    return out
+    """The file's dense tensors (biases, batch-norm statistics and counters), by name, in the file's order and
+    byte order: everything in the decoded model's state but the conv and linear weights."""
+    model = decode_range(data)
+    sparse = {f"{name}.weight" for name, _ in prunable(model)}
+    return {name: t.numpy().astype(t.numpy().dtype.newbyteorder("<"))
+            for name, t in model.state_dict().items() if name not in sparse}
 
 
 def folded(tensors: dict[str, np.ndarray], eps: float = 1e-5) -> dict[str, np.ndarray]:
@@ -98,10 +93,10 @@ def float16_accuracy(data: bytes) -> tuple[float, float]:
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     model = decode_range(data)
     before = score(model, test)["accuracy"]
-    names = set(dense_tensors(data))
+    sparse = {f"{name}.weight" for name, _ in prunable(model)}
     with torch.no_grad():
         for name, t in model.state_dict().items():
-            if name in names and t.is_floating_point():
+            if name not in sparse and t.is_floating_point():
                 t.copy_(t.half().float())
     return before, score(model, test)["accuracy"]
 
