@@ -57,15 +57,18 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "channel + unstructured + compressed": (_file("combined"), ("channel.amount", "combine.amount")),
     "student (distilled)": (_file("student"), STUDENT),
     "student alone": (_file("student_scratch"), STUDENT),
-    # The combine stage's file again, when `combine.source: student` made it from the distilled student.
+    # The combine stage's file again, when `combine.source: student` made it from the student.
     "student + unstructured + compressed": (_file("combined"), ("combine.amount",)),
 }
 
 
 def made_here(method: str, params: Mapping[str, Any]) -> bool:
     """Whether an experiment with these params made this method's model: the combine stage's one file is the
-    channel model's or the student's, as combine.source says."""
+    channel model's or the student's, as combine.source says; a distilled student exists only with
+    distill.alpha > 0 (otherwise both student files hold the student alone)."""
     source = params.get("combine", {}).get("source", "channel")
+    if method == "student (distilled)":
+        return float(params.get("distill", {}).get("alpha", 0.0)) > 0
     if method == "channel + unstructured + compressed":
         return source == "channel"
     if method == "student + unstructured + compressed":

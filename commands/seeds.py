@@ -71,7 +71,8 @@ MODELS: dict[str, tuple[str, Callable[[Params], nn.Module | tuple[nn.Module, int
     "compressed": ("prune.seed", _compressed),
     "channel": ("channel.seed", lambda p: channel.run(p)[0]),
     "combined": ("combine.seed", _combined),
-    "student": ("distill.seed", lambda p: _student(p, distilled=True)),
+    # models/student.pth: distilled only where distill.alpha > 0 (opt-in), else the student alone.
+    "student": ("distill.seed", lambda p: _student(p, distilled=p.distill.alpha > 0)),
     "student_scratch": ("distill.seed", lambda p: _student(p, distilled=False)),
 }
 

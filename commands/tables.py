@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from commands import frontier
 from stages.common import paths
 
@@ -26,6 +28,15 @@ DOCS = [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
 MODELS = {"dense": "dense", "pruned": "pruned", "compressed": "compressed", "channel": "channel",
           "channel_int8": "channel int8", "combined": "combined", "student": "student (distilled)",
           "student_scratch": "student alone"}
+
+
+def _models(metrics: Path) -> dict[str, str]:
+    """MODELS, but where params.yaml beside the metrics says distill.alpha is 0 both student files hold the
+    student trained alone: one column, "student"."""
+    params = metrics.parent / "params.yaml"
+    if not params.exists() or yaml.safe_load(params.read_text())["distill"]["alpha"] > 0:
+        return MODELS
+    return {k: "student" if k == "student" else v for k, v in MODELS.items() if k != "student_scratch"}
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -38,7 +49,8 @@ def _row(title: str, cells: Sequence[str]) -> str:
 
 def results(metrics: Path) -> str:
     """One column per model, one row per measurement: `dvc metrics show` as one table."""
-    m = {name: _json(metrics / f"{name}.json") for name in MODELS}
+    models = _models(metrics)
+    m = {name: _json(metrics / f"{name}.json") for name in models}
     dense_bytes = m["dense"]["checkpoint_bytes"]
 
     def size(d: dict[str, Any]) -> str:
@@ -56,8 +68,8 @@ def results(metrics: Path) -> str:
         ("batch-256 throughput (img/s)", lambda d: f"{d['throughput_ips']:,.0f}"),
         ("model memory at batch 256 (MB)", lambda d: f"{d['peak_mb']:.0f}"),
     ]
-    lines = [_row("metric", list(MODELS.values())), _row("---", ["---"] * len(MODELS))]
-    lines += [_row(title, [cell(m[name]) for name in MODELS]) for title, cell in rows]
+    lines = [_row("metric", list(models.values())), _row("---", ["---"] * len(models))]
+    lines += [_row(title, [cell(m[name]) for name in models]) for title, cell in rows]
     return "\n".join(lines)
 
 
@@ -83,7 +95,7 @@ def seeds(metrics: Path) -> str:
     dense = _json(metrics / "dense.json")["accuracy"]
     lines = [_row("model", ["committed run (%)", "mean ± std over seeds (%)", "each seed",
                             "mean vs the committed dense (pt)", "command"]), _row("---", ["---"] * 5)]
-    for name, title in MODELS.items():
+    for name, title in _models(metrics).items():
         path = metrics / paths.SEEDS_DIR.name / f"{name}.json"
         if not path.exists():
             continue

@@ -63,6 +63,20 @@ def test_stage_trains_student_and_control_from_the_same_start(tiny_params: Param
     assert not torch.equal(other.classifier[-1].weight, scratch.classifier[-1].weight)
 
 
+def test_without_distillation_the_student_is_trained_once_and_is_the_control(tiny_params: Params,
+                                                                            in_tmp: Path) -> None:
+    teacher, _ = train.run(tiny_params)
+    save_checkpoint(paths.DENSE_MODEL, teacher)
+    params = replace(tiny_params, distill=replace(tiny_params.distill, epochs=1, alpha=0.0))
+    rows: dict[str, list[dict[str, float]]] = {"student": [], "student_scratch": []}
+    results = distill.run(params, loggers={k: v.append for k, v in rows.items()})
+    assert results["student"] is results["student_scratch"]
+    assert rows["student"] == rows["student_scratch"] and len(rows["student"]) == 1
+    alone, _ = distill.train_student(params, None)
+    assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(),
+                                                  results["student"][0].state_dict().values(), strict=True))
+
+
 def test_cached_soft_targets_are_the_teachers_outputs_on_the_plain_images(tiny_params: Params) -> None:
     """On un-augmented images the cached and the live teacher give the same loss; cached ignores the images."""
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ STUDENT = {"conv_channels": [16, 32, 64], "hidden": [128]}
 
 def _params(amount: float, channel: float, seed: int) -> dict[str, Any]:
     return {"prune": {"amount": amount, "seed": seed}, "channel": {"amount": channel, "seed": seed},
-            "combine": {"amount": 0.8, "seed": seed}, "distill": {"student": STUDENT, "seed": seed}}
+            "combine": {"amount": 0.8, "seed": seed}, "distill": {"student": STUDENT, "seed": seed, "alpha": 0.5}}
 
 
 def _metrics(accuracy: float, size: int, latency: float) -> dict[str, Any]:
@@ -125,6 +125,11 @@ def test_a_combine_preset_on_the_student_is_its_own_method_and_names_are_unique(
     # A size group on the channel model never yields the student's method, and the reverse.
     size = list(frontier.points([{"rev": "abc", "experiments": [_exp("frontier-default-0", 0.95, 0.75, 0, 99.3)]}]))
     assert {p["method"] for p in size} == set(frontier.METHODS) - {"student + unstructured + compressed"}
+    # Without distillation (alpha 0) both student files hold the student alone: counted once, as that.
+    plain = _exp("frontier-default-0", 0.95, 0.75, 0, 99.3)
+    plain["revs"][0]["data"]["params"]["params.yaml"]["data"]["distill"]["alpha"] = 0.0
+    alone = {p["method"] for p in frontier.points([{"rev": "abc", "experiments": [plain]}])}
+    assert "student alone" in alone and "student (distilled)" not in alone
     assert _sets(frontier.queue_commands(["s8"], seeds=[2])[0]) == ["combine=s8", "combine.seed=2"]
     # The same experiment under two baselines: refused, not counted twice.
     with pytest.raises(ValueError, match="frontier-s16-1 is under more than one of the baselines"):

@@ -4,9 +4,11 @@ Deep Compression (Han et al. 2016) in two forms, both told apart by their first 
 - lzma (BIGNN-SPARSE-1): positions as gaps between neighbours (LEB128 varints: at 95% sparsity most gaps fit
   one byte), values as signed integers of `bits` bits with one float32 scale per output channel; positions,
   values, scales and the rest in separate streams, so lzma models each one's own statistics;
-- range (BIGNN-SPARSE-2): positions coded line by line with each line's own density, values as indices
-  into a per-layer codebook (k-means or the uniform grid), both range-coded (see entropy.py).
-In both, every other tensor (biases, batch-norm statistics) is stored exactly, as float32.
+- range (BIGNN-SPARSE-3): positions coded line by line with each line's own density, values as indices
+  into a per-layer codebook (k-means or the uniform grid), both range-coded (see entropy.py); codebooks,
+  biases and batch norms (folded into one scale and shift per channel) in float16, all the small parts in
+  one lzma container.
+In the lzma form every other tensor (biases, batch-norm statistics) is stored exactly, as float32.
 
 Neither file holds a pickle: a JSON header says how to rebuild each tensor, so loading never runs code.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import lzma
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +181,14 @@ def decode(data: bytes) -> BigCNN:
     return model
 
 
-RANGE_MAGIC = b"BIGNN-SPARSE-2\n"
-# lzma'd: header (JSON), counts (nonzeros per line), tables (codebooks or scales, index histograms),
-# dense (every other tensor); range-coded: positions (gaps), values (codebook indices).
-RANGE_STREAMS = ("header", "counts", "tables", "dense", "positions", "values")
+RANGE_MAGIC = b"BIGNN-SPARSE-3\n"
+# One lzma container holds the small parts: header (JSON), counts (nonzeros per line), tables (codebooks or
+# scales, index histograms), dense (every other tensor); then the two range-coded streams: positions (gaps)
+# and values (codebook indices).
+SMALL_PARTS = ("header", "counts", "tables", "dense")
+RANGE_STREAMS = ("small", "positions", "values")
 QUANTIZERS = ("uniform", "kmeans")
+_F16 = np.dtype("<f2")
 
 
 def _codebook(tensor: torch.Tensor, bits: int, quantizer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -203,82 +209,143 @@ def _codebook(tensor: torch.Tensor, bits: int, quantizer: str) -> tuple[np.ndarr
     return mask, index, centroids, 2 ** bits
 
 
-def encode_range(model: BigCNN, bits: int, quantizer: str) -> tuple[bytes, dict[str, int]]:
-    """The range-coded file and its size in bytes by part: positions, values, other."""
+def _batch_norms(model: torch.nn.Module) -> dict[str, float]:
+    """Each batch norm's state-dict prefix and its eps."""
+    return {name: m.eps for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+
+
+def _dense_tensors(model: BigCNN) -> list[np.ndarray]:
+    """The dense part as stored, in state-dict order: each batch norm folded into the scale
+    weight / sqrt(var + eps) and the shift bias - mean * scale that inference applies (its running statistics
+    and step counter are not stored), every float in float16. Biases and batch norms are under 1% of a small
+    model's parameters but were a third of its file in float32; float16 rounding moved no test image of the
+    files measured (docs/compression.md)."""
+    sparse = {f"{name}.weight" for name, _ in prunable(model)}
+    norms, state = _batch_norms(model), model.state_dict()
+    out = []
+    for name, t in state.items():
+        prefix, _, leaf = name.rpartition(".")
+        if name in sparse or (prefix in norms and leaf not in ("weight", "bias")):
+            continue
+        x = t.detach().double().numpy()
+        if prefix in norms:
+            scale = state[f"{prefix}.weight"].double().numpy() / np.sqrt(
+                state[f"{prefix}.running_var"].double().numpy() + norms[prefix])
+            x = scale if leaf == "weight" else x - state[f"{prefix}.running_mean"].double().numpy() * scale
+        out.append(x.astype(_F16))
+    return out
+
+
+def _restore_dense(model: BigCNN, state: dict[str, torch.Tensor], dense: bytes) -> None:
+    """Inverse of _dense_tensors into `state` (the model's own fresh state dict): a folded batch norm gets
+    mean 0 and variance 1 - eps, so it applies exactly the stored scale and shift."""
+    sparse = {f"{name}.weight" for name, _ in prunable(model)}
+    norms, at = _batch_norms(model), 0
+    for name, t in state.items():
+        prefix, _, leaf = name.rpartition(".")
+        if name in sparse:
+            continue
+        if prefix in norms and leaf == "running_mean":
+            t.zero_()
+        elif prefix in norms and leaf == "running_var":
+            t.fill_(1.0 - norms[prefix])
+        elif not (prefix in norms and leaf == "num_batches_tracked"):
+            arr = np.frombuffer(dense, _F16, t.numel(), at)
+            at += arr.nbytes
+            t.copy_(torch.from_numpy(arr.astype(np.float32)).reshape(t.shape))
+    if at != len(dense):
+        raise ValueError(f"the dense part holds {len(dense)} bytes, the model reads {at}")
+
+
+def pack(parts: Sequence[bytes]) -> bytes:
+    return b"".join(struct.pack("<Q", len(p)) + p for p in parts)
+
+
+def unpack(data: bytes | memoryview, names: Sequence[str], what: str) -> dict[str, bytes]:
+    view, i, out = memoryview(data), 0, {}
+    for s in names:
+        (size,) = struct.unpack_from("<Q", view, i)
+        if i + 8 + size > len(view):
+            raise ValueError(f"the {what} ends inside its {s} part")
+        out[s] = bytes(view[i + 8:i + 8 + size])
+        i += 8 + size
+    return out
+
+
+def range_parts(model: BigCNN, bits: int, quantizer: str) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The file's small parts (uncompressed) and its two range-coded streams."""
     if quantizer not in QUANTIZERS:
         raise ValueError(f"quantizer must be one of {list(QUANTIZERS)}, got {quantizer!r}")
-    sparse = {f"{name}.weight" for name, _ in prunable(model)}
     enc_pos, enc_val = Encoder(), Encoder()
-    raw = {s: bytearray() for s in ("counts", "tables", "dense")}
-    entries: list[dict[str, Any]] = []
-    for name, tensor in model.state_dict().items():
-        entry: dict[str, Any] = {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.dtype)}
-        if name in sparse:
-            mask, index, table, alphabet = _codebook(tensor, bits, quantizer)
-            axis = best_axis(mask)
-            raw["counts"] += encode_positions(mask, axis, enc_pos).astype("<u4").tobytes()
-            symbols = index[mask] if axis == 0 else index.T[mask.T]  # in the order the lines are coded
-            hist = encode_symbols(symbols, alphabet, enc_val)
-            raw["tables"] += table.astype("<f4").tobytes() + hist.astype("<u4").tobytes()
-            entry.update(kind="sparse", axis=axis, alphabet=alphabet, table=len(table))
-        else:
-            raw["dense"] += _dense_bytes(name, tensor)
-            entry["kind"] = "dense"
-        entries.append(entry)
+    raw = {s: bytearray() for s in ("counts", "tables")}
+    layers: list[list[int]] = []
+    for _, module in prunable(model):
+        mask, index, table, alphabet = _codebook(module.weight, bits, quantizer)
+        axis = best_axis(mask)
+        raw["counts"] += encode_positions(mask, axis, enc_pos).astype("<u4").tobytes()
+        symbols = index[mask] if axis == 0 else index.T[mask.T]  # in the order the lines are coded
+        hist = encode_symbols(symbols, alphabet, enc_val)
+        raw["tables"] += table.astype(_F16).tobytes() + hist.astype("<u4").tobytes()
+        layers.append([axis, len(table), alphabet])
+    # Names and shapes come from model_args (the decoder builds the model first): only what it cannot know.
     header = json.dumps({"model_args": model.model_args, "bits": bits, "quantizer": quantizer,
-                         "tensors": entries}).encode()
-    streams = {"header": xz(header), **{k: xz(bytes(v)) for k, v in raw.items()},
-               "positions": enc_pos.get_compressed().astype("<u4").tobytes(),
-               "values": enc_val.get_compressed().astype("<u4").tobytes()}
-    data = RANGE_MAGIC + b"".join(struct.pack("<Q", len(streams[s])) + streams[s] for s in RANGE_STREAMS)
-    parts = {"positions": len(streams["positions"]) + len(streams["counts"]),
-             "values": len(streams["values"]) + len(streams["tables"])}
+                         "layers": layers}, separators=(",", ":")).encode()
+    small = {"header": header, "counts": bytes(raw["counts"]), "tables": bytes(raw["tables"]),
+             "dense": b"".join(t.tobytes() for t in _dense_tensors(model))}
+    coded = {"positions": enc_pos.get_compressed().astype("<u4").tobytes(),
+             "values": enc_val.get_compressed().astype("<u4").tobytes()}
+    return small, coded
+
+
+def encode_range(model: BigCNN, bits: int, quantizer: str) -> tuple[bytes, dict[str, int]]:
+    """The range-coded file and its size in bytes by part: positions (with the line counts), values (with the
+    codebooks and histograms), other (magic, lengths, header, dense tensors). The small parts share one lzma
+    container; each is attributed what it weighs compressed alone, and other is the rest of the file."""
+    small, coded = range_parts(model, bits, quantizer)
+    data = RANGE_MAGIC + pack([xz(pack([small[s] for s in SMALL_PARTS])), coded["positions"], coded["values"]])
+    parts = {"positions": len(coded["positions"]) + len(xz(small["counts"])),
+             "values": len(coded["values"]) + len(xz(small["tables"]))}
     return data, {**parts, "other": len(data) - sum(parts.values())}
 
 
-def read_range_streams(data: bytes) -> dict[str, bytes]:
-    view, i, streams = memoryview(data), len(RANGE_MAGIC), {}
-    for s in RANGE_STREAMS:
-        (size,) = struct.unpack_from("<Q", view, i)
-        if i + 8 + size > len(data):
-            raise ValueError(f"the file ends inside its {s} stream")
-        streams[s] = bytes(view[i + 8:i + 8 + size])
-        i += 8 + size
-    return streams
+def read_range_parts(data: bytes) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The small parts (decompressed) and the range-coded streams of a range-coded file."""
+    if not data.startswith(RANGE_MAGIC):
+        raise ValueError("not a range-coded model of this version (BIGNN-SPARSE-3)")
+    streams = unpack(memoryview(data)[len(RANGE_MAGIC):], RANGE_STREAMS, "file")
+    small = unpack(lzma.decompress(streams["small"]), SMALL_PARTS, "lzma container")
+    return small, {s: streams[s] for s in ("positions", "values")}
 
 
 def decode_range(data: bytes) -> BigCNN:
-    streams = read_range_streams(data)
-    header = json.loads(lzma.decompress(streams["header"]))
-    counts = np.frombuffer(lzma.decompress(streams["counts"]), "<u4").astype(np.int64)
-    tables, dense = lzma.decompress(streams["tables"]), lzma.decompress(streams["dense"])
-    dec_pos = Decoder(np.frombuffer(streams["positions"], "<u4").astype(np.uint32))
-    dec_val = Decoder(np.frombuffer(streams["values"], "<u4").astype(np.uint32))
+    small, coded = read_range_parts(data)
+    header = json.loads(small["header"])
+    counts = np.frombuffer(small["counts"], "<u4").astype(np.int64)
+    tables = small["tables"]
+    dec_pos = Decoder(np.frombuffer(coded["positions"], "<u4").astype(np.uint32))
+    dec_val = Decoder(np.frombuffer(coded["values"], "<u4").astype(np.uint32))
     uniform = header["quantizer"] == "uniform"
     qmax = 2 ** (header["bits"] - 1) - 1
     model = build_model(**header["model_args"])
-    state: dict[str, torch.Tensor] = {}
-    count_at = table_at = dense_at = 0
-    for e in header["tensors"]:
-        shape, numel = e["shape"], int(np.prod(e["shape"], dtype=np.int64))
-        if e["kind"] == "dense":
-            dtype = _le(e["dtype"])
-            arr = np.frombuffer(dense, dtype, numel, dense_at)
-            dense_at += numel * dtype.itemsize
-            state[e["name"]] = torch.from_numpy(arr.astype(dtype.newbyteorder("=")).reshape(shape))
-            continue
-        rows, axis = shape[0], e["axis"]
-        lines = rows if axis == 0 else numel // rows
-        mask = decode_positions((rows, numel // rows), axis, counts[count_at:count_at + lines], dec_pos)
+    state = model.state_dict()
+    layers = prunable(model)
+    if len(layers) != len(header["layers"]):
+        raise ValueError(f"the header lists {len(header['layers'])} layers, the model has {len(layers)}")
+    count_at = table_at = 0
+    for (name, module), (axis, table_len, alphabet) in zip(layers, header["layers"], strict=True):
+        rows, cols = module.weight.shape[0], module.weight[0].numel()
+        lines = rows if axis == 0 else cols
+        mask = decode_positions((rows, cols), axis, counts[count_at:count_at + lines], dec_pos)
         count_at += lines
-        table = np.frombuffer(tables, "<f4", e["table"], table_at).astype(np.float32)
-        hist = np.frombuffer(tables, "<u4", e["alphabet"], table_at + 4 * e["table"]).astype(np.uint32)
-        table_at += 4 * (e["table"] + e["alphabet"])
+        table = np.frombuffer(tables, _F16, table_len, table_at).astype(np.float32)
+        hist = np.frombuffer(tables, "<u4", alphabet, table_at + 2 * table_len).astype(np.uint32)
+        table_at += 2 * table_len + 4 * alphabet
         symbols = decode_symbols(hist, dec_val)
         where = np.nonzero(mask) if axis == 0 else np.nonzero(mask.T)[::-1]  # (rows, cols) in coded order
-        w = np.zeros((rows, numel // rows), dtype=np.float32)
+        w = np.zeros((rows, cols), dtype=np.float32)
         w[where] = (symbols - qmax) * table[where[0]] if uniform else table[symbols]
-        state[e["name"]] = torch.from_numpy(w.reshape(shape))
+        state[f"{name}.weight"].copy_(torch.from_numpy(w).reshape(module.weight.shape))
+    _restore_dense(model, state, small["dense"])
     model.load_state_dict(state)
     return model
 
@@ -289,6 +356,9 @@ def load_compressed(path: str | Path) -> BigCNN:
         raise CheckpointError(f"{path}: no such compressed model (run `dvc repro compress` first)")
     try:
         data = path.read_bytes()
+        if data.startswith(b"BIGNN-SPARSE-2\n"):
+            raise ValueError("written by an older version of this pipeline (BIGNN-SPARSE-2): run `dvc repro` "
+                             "to write it again")
         return decode_range(data) if data.startswith(RANGE_MAGIC) else decode(data)
     except (ValueError, KeyError, IndexError, struct.error, lzma.LZMAError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a readable compressed model: {str(exc).splitlines()[0]}") from None
