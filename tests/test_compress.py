@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from stages.common import forms, paths
 from stages.common.config import Params, replace
 from stages.common.data import load_split
 from stages.common.io import CheckpointError, load_checkpoint
-from stages.common.model import prunable
+from stages.common.model import build_model, prunable
 from stages.common.training import predict
 from stages.methods import compression
 
@@ -132,6 +133,25 @@ def test_kmeans_codebook_keeps_the_mask_and_shares_values(tiny_params: Params, p
     # the histograms compressed alone.
     nonzero, layers = report["nonzero_weights"], 5
     assert report["values_bits_per_nonzero"] * nonzero <= 3.02 * nonzero + layers * 8 * (16 + 32)
+
+
+def test_tables_too_small_for_float16_are_stored_in_float32() -> None:
+    """Row scales below float16's normal range would lose precision: the file's tables become float32, and the
+    weights come back as exactly as at normal magnitudes."""
+    torch.manual_seed(0)
+    model = build_model([4, 8], [16]).eval()
+    with torch.no_grad():
+        for _, m in prunable(model):
+            m.weight.mul_(1e-4).masked_fill_(torch.rand_like(m.weight) < 0.5, 0.0)
+    data, _ = compression.encode_range(model, 8, "uniform")
+    assert json.loads(compression.read_range_parts(data)[0]["header"])["tables"] == "f4"
+    rebuilt = compression.decode_range(data)
+    for name, m in prunable(model):
+        w, v = m.weight, dict(rebuilt.named_modules())[name].weight
+        step = w.flatten(1).abs().amax(1) / 127
+        assert torch.all((w - v).flatten(1).abs() <= step[:, None] / 2 * 1.001 + 1e-12), name
+    normal, _ = compression.encode_range(build_model([4, 8], [16]), 8, "uniform")
+    assert "tables" not in json.loads(compression.read_range_parts(normal)[0]["header"])
 
 
 def test_an_older_range_file_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -218,8 +218,8 @@ def _dense_tensors(model: BigCNN) -> list[np.ndarray]:
     """The dense part as stored, in state-dict order: each batch norm folded into the scale
     weight / sqrt(var + eps) and the shift bias - mean * scale that inference applies (its running statistics
     and step counter are not stored), every float in float16. Biases and batch norms are under 1% of a small
-    model's parameters but were a third of its file in float32; float16 rounding moved no test image of the
-    files measured (docs/compression.md)."""
+    model's parameters but were nearly a third of its file in float32; float16 rounding moved test accuracy by
+    at most five images either way on the files measured (docs/log.md)."""
     sparse = {f"{name}.weight" for name, _ in prunable(model)}
     norms, state = _batch_norms(model), model.state_dict()
     out = []
@@ -257,6 +257,17 @@ def _restore_dense(model: BigCNN, state: dict[str, torch.Tensor], dense: bytes) 
         raise ValueError(f"the dense part holds {len(dense)} bytes, the model reads {at}")
 
 
+def _float16_keeps(table: np.ndarray, quantizer: str) -> bool:
+    """Whether float16 stores this codebook or these row scales to 2^-11 of what matters: each row scale to
+    its own size (so none may fall below float16's normal range, 2^-14), a codebook to its largest entry
+    (below 2^-14 float16 keeps an absolute 2^-25, small beside a largest entry of 2^-14 or more). Otherwise
+    the file's tables are float32."""
+    mags = np.abs(table[table != 0])
+    if mags.size == 0:
+        return True
+    return (mags.min() if quantizer == "uniform" else mags.max()) >= 2.0 ** -14 and mags.max() < 65504
+
+
 def pack(parts: Sequence[bytes]) -> bytes:
     return b"".join(struct.pack("<Q", len(p)) + p for p in parts)
 
@@ -279,17 +290,22 @@ def range_parts(model: BigCNN, bits: int, quantizer: str) -> tuple[dict[str, byt
     enc_pos, enc_val = Encoder(), Encoder()
     raw = {s: bytearray() for s in ("counts", "tables")}
     layers: list[list[int]] = []
+    tables: list[tuple[np.ndarray, np.ndarray]] = []
     for _, module in prunable(model):
         mask, index, table, alphabet = _codebook(module.weight, bits, quantizer)
         axis = best_axis(mask)
         raw["counts"] += encode_positions(mask, axis, enc_pos).astype("<u4").tobytes()
         symbols = index[mask] if axis == 0 else index.T[mask.T]  # in the order the lines are coded
         hist = encode_symbols(symbols, alphabet, enc_val)
-        raw["tables"] += table.astype(_F16).tobytes() + hist.astype("<u4").tobytes()
+        tables.append((table, hist))
         layers.append([axis, len(table), alphabet])
+    table_dtype = _F16 if all(_float16_keeps(t, quantizer) for t, _ in tables) else np.dtype("<f4")
+    for table, hist in tables:
+        raw["tables"] += table.astype(table_dtype).tobytes() + hist.astype("<u4").tobytes()
     # Names and shapes come from model_args (the decoder builds the model first): only what it cannot know.
-    header = json.dumps({"model_args": model.model_args, "bits": bits, "quantizer": quantizer,
-                         "layers": layers}, separators=(",", ":")).encode()
+    meta = {"model_args": model.model_args, "bits": bits, "quantizer": quantizer, "layers": layers,
+            **({} if table_dtype == _F16 else {"tables": "f4"})}
+    header = json.dumps(meta, separators=(",", ":")).encode()
     small = {"header": header, "counts": bytes(raw["counts"]), "tables": bytes(raw["tables"]),
              "dense": b"".join(t.tobytes() for t in _dense_tensors(model))}
     coded = {"positions": enc_pos.get_compressed().astype("<u4").tobytes(),
@@ -322,6 +338,7 @@ def decode_range(data: bytes) -> BigCNN:
     header = json.loads(small["header"])
     counts = np.frombuffer(small["counts"], "<u4").astype(np.int64)
     tables = small["tables"]
+    table_dtype = np.dtype("<f4") if header.get("tables") == "f4" else _F16
     dec_pos = Decoder(np.frombuffer(coded["positions"], "<u4").astype(np.uint32))
     dec_val = Decoder(np.frombuffer(coded["values"], "<u4").astype(np.uint32))
     uniform = header["quantizer"] == "uniform"
@@ -337,9 +354,9 @@ def decode_range(data: bytes) -> BigCNN:
         lines = rows if axis == 0 else cols
         mask = decode_positions((rows, cols), axis, counts[count_at:count_at + lines], dec_pos)
         count_at += lines
-        table = np.frombuffer(tables, _F16, table_len, table_at).astype(np.float32)
-        hist = np.frombuffer(tables, "<u4", alphabet, table_at + 2 * table_len).astype(np.uint32)
-        table_at += 2 * table_len + 4 * alphabet
+        table = np.frombuffer(tables, table_dtype, table_len, table_at).astype(np.float32)
+        hist = np.frombuffer(tables, "<u4", alphabet, table_at + table_dtype.itemsize * table_len).astype(np.uint32)
+        table_at += table_dtype.itemsize * table_len + 4 * alphabet
         symbols = decode_symbols(hist, dec_val)
         where = np.nonzero(mask) if axis == 0 else np.nonzero(mask.T)[::-1]  # (rows, cols) in coded order
         w = np.zeros((rows, cols), dtype=np.float32)
