@@ -51,6 +51,11 @@ def _le(dtype: str) -> np.dtype:
     return np.dtype(_DTYPES[dtype]).newbyteorder("<")
 
 
+def _sparse_names(model: torch.nn.Module) -> set[str]:
+    """State-dict names of the weights the formats code sparsely: every conv and linear weight."""
+    return {f"{name}.weight" for name, _ in prunable(model)}
+
+
 def quantize_rows(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel quantization: w ~ q * scale, q in [-(2^(bits-1) - 1), 2^(bits-1) - 1]."""
     qmax = 2 ** (bits - 1) - 1
@@ -93,7 +98,7 @@ def decode_gaps(data: memoryview, count: int, offset: int) -> tuple[np.ndarray, 
 
 def _lzma_streams(model: BigCNN, bits: int) -> tuple[bytes, dict[str, bytearray]]:
     """The lzma format's header and its four uncompressed streams."""
-    sparse = {f"{name}.weight" for name, _ in prunable(model)}
+    sparse = _sparse_names(model)
     streams = {s: bytearray() for s in STREAMS}
     entries: list[dict[str, Any]] = []
     for name, tensor in model.state_dict().items():
@@ -220,7 +225,7 @@ def _dense_tensors(model: BigCNN) -> list[np.ndarray]:
     and step counter are not stored), every float in float16. Biases and batch norms are under 1% of a small
     model's parameters but were nearly a third of its file in float32; float16 rounding moved test accuracy by
     at most five images either way on the files measured (docs/log.md)."""
-    sparse = {f"{name}.weight" for name, _ in prunable(model)}
+    sparse = _sparse_names(model)
     norms, state = _batch_norms(model), model.state_dict()
     out = []
     for name, t in state.items():
@@ -239,7 +244,7 @@ def _dense_tensors(model: BigCNN) -> list[np.ndarray]:
 def _restore_dense(model: BigCNN, state: dict[str, torch.Tensor], dense: bytes) -> None:
     """Inverse of _dense_tensors into `state` (the model's own fresh state dict): a folded batch norm gets
     mean 0 and variance 1 - eps, so it applies exactly the stored scale and shift."""
-    sparse = {f"{name}.weight" for name, _ in prunable(model)}
+    sparse = _sparse_names(model)
     norms, at = _batch_norms(model), 0
     for name, t in state.items():
         prefix, _, leaf = name.rpartition(".")
