@@ -27,7 +27,7 @@ test: install
 
 # Every model form side by side in one process (after `make repro`): a table and metrics/bench.json.
 bench: install
-	$(RUN) $(PY) -m commands.bench
+	$(RUN) $(PY) -m commands bench
 
 # `dvc exp show` has over 100 columns (every metric of every file, every param and dep); this is one row per
 # experiment with the params a sweep changes and the headline metrics.
@@ -38,7 +38,7 @@ exps: install
 # Every method at three sizes, and the presets (p99 p995 s16 s8), three seeds each as queued DVC experiments
 # (after `make repro`; 21 experiments): metrics/frontier_sweep.csv, metrics/frontier.png, the best per level.
 frontier: install
-	$(RUN) $(PY) -m commands.frontier
+	$(RUN) $(PY) -m commands frontier
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 """One benchmark, in one process: every form of the model side by side, with ratios to dense (`make bench`).
 
-    python -m commands.bench     # needs `dvc repro` first; prints a table, writes metrics/bench.json
+    python -m commands bench     # needs `dvc repro` first; prints a table, writes metrics/bench.json
 
 Models: dense; unstructured-pruned with dense kernels; the same with CSR sparse kernels for the linear layers;
 the compressed artifact (rebuilt to dense kernels: it is about bytes on disk); the channel stage's structured
@@ -26,16 +26,16 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from torchvision.datasets import MNIST
 
-from stages.common import paths
-from stages.common.config import Params, load_params
-from stages.common.data import Split, load_split
-from stages.common.forms import load_model, with_csr_linears
-from stages.common.io import write_json
-from stages.common.metrics import activation_peak_mb, machine_metrics, median_seconds, serialized_bytes
-from stages.common.model import BigCNN, build_model, model_args_from
-from stages.common.runtime import cli, seed_everything
-from stages.common.training import FitSpec, fit, score
-from stages.methods.quantize import quantize_int8
+from bignn import paths
+from bignn.config import Params, load_params
+from bignn.data import Split, load_split
+from bignn.forms import load_model, with_csr_linears
+from bignn.io import write_json
+from bignn.metrics import activation_peak_mb, machine_metrics, median_seconds, serialized_bytes
+from bignn.model import BigCNN, build_model, model_args_from
+from bignn.quantize import quantize_int8
+from bignn.runtime import cli, seeded, setup
+from bignn.training import FitSpec, fit, score
 
 BENCH_JSON = paths.BENCH_JSON
 
@@ -133,7 +133,8 @@ def _train_steps(model: nn.Module, batches: Callable[[], Any]) -> float:
 def measure_input_pipeline(params: Params) -> dict[str, float]:
     """The same model and training step fed two ways: in-memory tensors + batch warp, or a DataLoader."""
     cfg, t = params.bench, params.train
-    gen = seed_everything(params.seed, params.threads, params.kernels)
+    setup(params.threads, params.kernels)
+    gen = seeded(params.seed)
     train = load_split(params.data.root, train=True, limit=cfg.pipeline_images, verify=params.data.verify)
     model = build_model(**model_args_from(params.model))
     spec = FitSpec(epochs=1, batch_size=t.batch_size, lr=t.lr, max_shift=t.max_shift, max_rotate=t.max_rotate,
@@ -175,7 +176,8 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def run(params: Params) -> dict[str, Any]:
-    seed_everything(params.seed, params.threads, params.kernels)
+    setup(params.threads, params.kernels)
+    seeded(params.seed)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     models = build_models(params)
     rows = measure_models(params, models, test)

@@ -1,12 +1,12 @@
 """Where the bytes of a range-coded model file go (not a stage).
 
-    python -m commands.filebytes models/combined.bin
-    python -m commands.filebytes models/big_model_compressed.bin
+    python -m commands filebytes models/combined.bin
+    python -m commands filebytes models/compressed.bin
 
 Prints the file's three stored streams (the lzma container of the small parts, the range-coded positions and
 values), then each small part raw and compressed alone (header, per-line nonzero counts, codebooks and
 histograms, dense tensors), so a reader sees what a model of a few thousand weights pays besides its weights.
-The format is stages/methods/compression.py's.
+The format is bignn/compression.py's.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stages.common.runtime import cli
-from stages.methods.compression import RANGE_MAGIC, RANGE_STREAMS, SMALL_PARTS, read_range_parts, unpack, xz
+from bignn.compression import RANGE_MAGIC, RANGE_STREAMS, SMALL_PARTS, read_range_parts, unpack, xz
+from bignn.runtime import cli
 
 
 def report(data: bytes) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Every method at several settings and seeds, as queued DVC experiments: which gives the smallest file and
 the fastest model for an accuracy budget (not a pipeline stage).
 
-    python -m commands.frontier                 # queue 7 groups x 3 seeds, run them one at a time (~2.5 h on
+    python -m commands frontier                 # queue 7 groups x 3 seeds, run them one at a time (~2.5 h on
                                               # 2 cores), write metrics/frontier_sweep.csv and frontier.png
-    python -m commands.frontier --groups p99    # only the 99% preset's three seeds (the others' experiments stay)
-    python -m commands.frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
-    python -m commands.frontier --collect-only --baseline <commit> [<commit> ...]   # queued on earlier commits
+    python -m commands frontier --groups p99    # only the 99% preset's three seeds (the others' experiments stay)
+    python -m commands frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
+    python -m commands frontier --collect-only --baseline <commit> [<commit> ...]   # queued on earlier commits
 
 Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
 combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bignn import paths
+from bignn.config import load_params
+from bignn.io import write_csv, write_json
+from bignn.metrics import machine_metrics
+from bignn.runtime import cli
 from commands.sweep import check_cores, dvc, experiments, markdown, run_queue
-from stages.common import paths
-from stages.common.config import load_params
-from stages.common.io import write_csv, write_json
-from stages.common.metrics import machine_metrics
-from stages.common.runtime import cli
 
 PREFIX = "frontier-"
 # The stages' own seeds: none of them retrains the dense model (the top-level `seed` would).
@@ -307,8 +307,8 @@ def preset_layers(shown: list[dict[str, Any]], cache: Path = Path(".dvc/cache/fi
     """Per conv / linear layer, the weights and nonzero weights of each preset's file in its lowest-seed
     experiment, read from the DVC cache (the default local cache folder) by the hash `dvc exp show` gives the
     experiment's output."""
-    from stages.methods.compression import load_compressed  # both preset files are compressed .bin files
-    from stages.methods.unstructured import layer_sparsity
+    from bignn.forms import load_compressed  # both preset files are compressed .bin files
+    from bignn.pruning.unstructured import layer_sparsity
 
     first: dict[str, tuple[int, dict[str, Any]]] = {}
     for name, data in experiments(shown):
@@ -333,7 +333,7 @@ def collect(baselines: Sequence[str] = ("HEAD",)) -> list[dict[str, Any]]:
     pts = list(points(shown))
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {', '.join(baselines)} in `dvc exp show`; run "
-                           f"`python -m commands.frontier` (or --baseline the commits they were queued on)")
+                           f"`python -m commands frontier` (or --baseline the commits they were queued on)")
     rows = summarize(pts)
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)

@@ -1,4 +1,4 @@
-"""Read the digit in your own image: `python -m commands.predict DIGIT.png [--model models/...]`.
+"""Read the digit in your own image: `python -m commands predict DIGIT.png [--model models/...]`.
 
 Not a pipeline stage. Takes a PNG or JPEG (any size, dark on light or light on dark), makes it look like an
 MNIST digit the way MNIST's were made (LeCun et al.: the digit's bounding box scaled into 20x20 keeping its
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages.common import paths
-from stages.common.forms import load_model
-from stages.common.runtime import cli
+from bignn import paths
+from bignn.forms import load_model
+from bignn.runtime import cli
 
 # Refused before decoding: a small file can declare a huge canvas (a "pixel bomb"). 40 megapixels is a
 # large photo; PIL's own guard is a warning up to ~89 MP.
@@ -88,7 +88,7 @@ def predict_file(image: Path, model_path: Path) -> torch.Tensor:
     """The ten class probabilities for the digit in `image`, from a checkpoint, a compressed .bin or an .onnx."""
     x = to_mnist(read_grayscale(image))
     if model_path.suffix == ".onnx":
-        from stages.methods.onnx_model import run_logits, session  # onnxruntime only when asked for
+        from bignn.export import run_logits, session  # onnxruntime only when asked for
 
         if not model_path.is_file():
             raise FileNotFoundError(f"{model_path}: no such model file")

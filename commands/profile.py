@@ -1,4 +1,4 @@
-"""Where the time goes (not a pipeline stage): `python -m commands.profile {epoch,sparse-linear,latency-floor,serving}`.
+"""Where the time goes (not a pipeline stage): `python -m commands profile {epoch,sparse-linear,latency-floor,serving}`.
 
 `epoch` runs `--steps` training steps of the dense model and of the distilled student (with the teacher's forward pass)
 exactly as the stages do, under torch.profiler, groups the ops (conv, linear, batch norm, pooling, optimizer,
@@ -33,15 +33,15 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.profiler import ProfilerActivity, profile
 
-from stages.common import paths
-from stages.common.config import Params, load_params
-from stages.common.data import Split, augment, load_split
-from stages.common.forms import load_model
-from stages.common.metrics import median_seconds
-from stages.common.model import build_model, model_args_from
-from stages.common.runtime import cli, seed_everything
-from stages.common.training import MEMORY_FORMAT, as_input, predict, prepare
-from stages.methods import sparse
+from bignn import paths
+from bignn.config import Params, load_params
+from bignn.data import Split, augment, load_split
+from bignn.forms import load_model
+from bignn.metrics import median_seconds
+from bignn.model import build_model, model_args_from
+from bignn.pruning import sparse
+from bignn.runtime import cli, seeded, setup
+from bignn.training import MEMORY_FORMAT, as_input, predict, prepare
 
 # Profiler op names (forward and backward) to the part of the step they belong to; first match wins.
 GROUPS = (
@@ -93,7 +93,8 @@ def profile_training(model: nn.Module, train: Split, test: Split, params: Params
                      teacher: nn.Module | None = None, fill_uninitialized: bool = False,
                      memory_format: torch.memory_format = MEMORY_FORMAT) -> dict[str, float]:
     """Seconds per epoch of training set, by part of the step; the teacher's forward and the test pass apart."""
-    gen = seed_everything(params.seed, params.threads, params.kernels)
+    setup(params.threads, params.kernels)
+    gen = seeded(params.seed)
     torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized
     step = _step_fn(prepare(model, memory_format).train(), train, params, batch_size, gen, memory_format)
     for _ in range(3):  # warm-up: kernel choice, allocator
@@ -155,7 +156,8 @@ def _time_backward(model: nn.Module, x: torch.Tensor, reps: int) -> float:
 
 def run(params: Params, steps: int, fill_uninitialized: bool = False,
         memory_format: torch.memory_format = MEMORY_FORMAT) -> dict[str, dict[str, float]]:
-    seed_everything(params.seed, params.threads, params.kernels)
+    setup(params.threads, params.kernels)
+    seeded(params.seed)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
     test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
     teacher = build_model(**model_args_from(params.model))
@@ -281,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             for part, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
                 print(f"  {part:<48} {seconds:7.2f}")
         return
-    seed_everything(params.seed, params.threads, params.kernels)
+    setup(params.threads, params.kernels)
+    seeded(params.seed)
     {"serving": _print_serving, "latency-floor": _print_latency_floor,
      "sparse-linear": _print_sparse_linear}[args.what](params)
 

@@ -1,8 +1,8 @@
 """Is a change more than seed noise? One model's test accuracy over several seeds, mean ± std (not a stage).
 
-    python -m commands.seeds channel --seeds 0 1 2
-    python -m commands.seeds pruned --seeds 0 1 2 -S prune.dropout=false -S prune.augment=0.5
-    python -m commands.seeds pruned -S prune=p99
+    python -m commands seeds channel --seeds 0 1 2
+    python -m commands seeds pruned --seeds 0 1 2 -S prune.dropout=false -S prune.augment=0.5
+    python -m commands seeds pruned -S prune=p99
 
 Runs the stage's own run() once per seed, in this process, on the params `dvc exp run` would compose with the
 same -S overrides (commands/params.py; params.yaml itself where there is no conf/), and the
@@ -10,7 +10,7 @@ models the pipeline left in models/ (a retrained dense model for `dense`, else t
 for `combined`, the committed channel model), and scores each result on the test set. The compressed forms
 (`compressed`, `combined`) are scored as evaluate scores them: decoded from their bytes. Writes no model file;
 `--save` writes the runs to metrics/seeds/<model>.json, from which README's seed table is generated
-(`python -m commands.tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
+(`python -m commands tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
 needs three seeds or more.
 """
 
@@ -18,62 +18,71 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
 from torch import nn
 
+from bignn import paths, recipes
+from bignn.compression import compress_model, decode_file
+from bignn.config import Params, load_params, params_from_dict
+from bignn.data import Split, split_of
+from bignn.io import load_checkpoint, write_json
+from bignn.metrics import machine_metrics
+from bignn.pruning.unstructured import prune_model
+from bignn.runtime import cli, seeded, setup
+from bignn.training import score
 from commands.params import compose
-from stages import channel, combine, distill, prune, train
-from stages.common import paths
-from stages.common.config import Params, load_params, params_from_dict
-from stages.common.data import load_split
-from stages.common.forms import load_model
-from stages.common.io import load_checkpoint, write_json
-from stages.common.metrics import machine_metrics
-from stages.common.runtime import cli
-from stages.common.training import score
-from stages.methods.compression import compress_model
+
+Data = tuple[Split, Split]
 
 
-def _decoded(data: bytes) -> nn.Module:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.bin"
-        path.write_bytes(data)
-        return load_model(path)
+def _dense(p: Params, data: Data) -> nn.Module:
+    return recipes.train_dense(p, *data, seeded(p.seed))[0]
 
 
-def _compressed(params: Params) -> tuple[nn.Module, int]:
-    model = prune.run(params)[0]
-    data = compress_model(params, model, paths.DENSE_MODEL.stat().st_size, 1)[0]
-    return _decoded(data), len(data)
+def _pruned(p: Params, data: Data) -> nn.Module:
+    gen = seeded(p.prune.seed)
+    model = load_checkpoint(paths.DENSE_MODEL)[0]
+    prune_model(model, p.prune, p.train, *data, gen)
+    return model
 
 
-def _combined(params: Params) -> tuple[nn.Module, int]:
-    data = combine.run(params)[0]
-    return _decoded(data), len(data)
+def _compressed(p: Params, data: Data) -> tuple[nn.Module, int]:
+    blob = compress_model(p.compress, _pruned(p, data), paths.DENSE_MODEL.stat().st_size, 1)[0]
+    return decode_file(blob), len(blob)
 
 
-def _student(params: Params, distilled: bool) -> nn.Module:
-    teacher = load_checkpoint(paths.DENSE_MODEL)[0] if distilled else None
-    return distill.train_student(params, teacher)[0]
+def _channel(p: Params, data: Data) -> nn.Module:
+    gen = seeded(p.channel.seed)
+    model = load_checkpoint(paths.DENSE_MODEL)[0]
+    recipes.channel_prune(model, p, *data, gen)
+    return model
+
+
+def _combined(p: Params, data: Data) -> tuple[nn.Module, int]:
+    source = {"channel": paths.CHANNEL_MODEL, "student": paths.STUDENT_MODEL}[p.combine.source]
+    gen = seeded(p.combine.seed)
+    model = load_checkpoint(source)[0]
+    prune_model(model, p.combine, p.train, *data, gen)
+    blob = compress_model(p.compress, model, paths.DENSE_MODEL.stat().st_size, source.stat().st_size)[0]
+    return decode_file(blob), len(blob)
+
+
+def _student(p: Params, data: Data) -> nn.Module:
+    # models/student.pth: distilled only where distill.alpha > 0 (opt-in), else the student alone.
+    teacher = load_checkpoint(paths.DENSE_MODEL)[0] if p.distill.alpha > 0 else None
+    return recipes.train_student(p, *data, seeded(p.distill.seed), teacher)[0]
 
 
 # model name -> (the params key that seeds it, what trains it). The compressed forms also give their file's
-# size in bytes, the number a size target is about.
-MODELS: dict[str, tuple[str, Callable[[Params], nn.Module | tuple[nn.Module, int]]]] = {
-    "dense": ("seed", lambda p: train.run(p)[0]),
-    "pruned": ("prune.seed", lambda p: prune.run(p)[0]),
-    "compressed": ("prune.seed", _compressed),
-    "channel": ("channel.seed", lambda p: channel.run(p)[0]),
-    "combined": ("combine.seed", _combined),
-    # models/student.pth: distilled only where distill.alpha > 0 (opt-in), else the student alone.
-    "student": ("distill.seed", lambda p: _student(p, distilled=p.distill.alpha > 0)),
-    "student_scratch": ("distill.seed", lambda p: _student(p, distilled=False)),
+# size in bytes, the number a size target is about; they are scored as evaluate scores them, decoded.
+MODELS: dict[str, tuple[str, Callable[[Params, Data], nn.Module | tuple[nn.Module, int]]]] = {
+    "dense": ("seed", _dense), "pruned": ("prune.seed", _pruned), "compressed": ("prune.seed", _compressed),
+    "channel": ("channel.seed", _channel), "combined": ("combine.seed", _combined),
+    "student": ("distill.seed", _student),
 }
 
 
@@ -112,9 +121,10 @@ def run(model: str, seeds: Sequence[int], raw: dict[str, Any]) -> list[dict[str,
     for seed in seeds:
         params = params_from_dict(with_overrides(raw, [f"{key}={seed}"]))
         t0 = time.perf_counter()
-        made = make(params)
+        data = split_of(params.data, train=True), split_of(params.data, train=False)
+        made = make(params, data)
         trained, size = made if isinstance(made, tuple) else (made, None)
-        test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+        test = data[1]
         rows.append({"seed": seed, "accuracy": score(trained, test)["accuracy"],
                      "seconds": time.perf_counter() - t0, **({} if size is None else {"bytes": size})})
         in_bytes = "" if size is None else f", {size:,} B"
@@ -144,13 +154,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     raw = base_params(args.overrides)
     params = params_from_dict(raw)
+    setup(params.threads, params.kernels)
     rows = run(args.model, args.seeds, raw)
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}")
     if args.save:
         mean, std = mean_std(rows)
         write_json(paths.SEEDS_DIR / f"{args.model}.json", {
             "model": args.model, "overrides": args.overrides, "runs": rows, "mean": mean, "std": std,
-            "command": " ".join(["python -m commands.seeds", args.model, "--seeds", *map(str, args.seeds),
+            "command": " ".join(["python -m commands seeds", args.model, "--seeds", *map(str, args.seeds),
                                  *[f"-S {o}" for o in args.overrides], "--save"]),
             "machine": machine_metrics(params.threads, params.kernels)})
 

@@ -3,10 +3,10 @@
 The queueing is DVC's own grid (one `dvc exp run --queue -S 'prune.amount=0.5,...'`); what this adds is the
 table: mean and std over prune seeds per amount, in metrics/sweep.csv for the plot.
 
-    python -m commands.sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
-    python -m commands.sweep --amounts 0.99 --seeds 0 1 2 --set prune.finetune_epochs=4
+    python -m commands sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
+    python -m commands sweep --amounts 0.99 --seeds 0 1 2 --set prune.finetune_epochs=4
                                            # three prune seeds per amount: mean and std in the table
-    python -m commands.sweep --collect-only  # only rebuild the table from `dvc exp show`
+    python -m commands sweep --collect-only  # only rebuild the table from `dvc exp show`
 
 Each experiment reuses the trained dense model from the DVC cache and reruns prune, compress and evaluate.
 """
@@ -22,10 +22,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from stages.common import paths
-from stages.common.config import load_params
-from stages.common.io import write_csv
-from stages.common.runtime import cli
+from bignn import paths
+from bignn.config import load_params
+from bignn.io import write_csv
+from bignn.runtime import cli
 
 AMOUNTS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 SWEEP_CSV = paths.SWEEP_CSV

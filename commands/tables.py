@@ -1,8 +1,8 @@
 """The results tables of README.md and docs/, written from the committed metrics files so no number drifts
 (not a stage).
 
-    python -m commands.tables           # rewrite every generated table in README.md and docs/*.md
-    python -m commands.tables --check   # exit 1 if one differs from what metrics/ gives (the tests run this)
+    python -m commands tables           # rewrite every generated table in README.md and docs/*.md
+    python -m commands tables --check   # exit 1 if one differs from what metrics/ gives (the tests run this)
 
 A generated table sits between `<!-- begin NAME -->` and `<!-- end NAME -->`; the text around it is prose.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
+from bignn import paths
 from commands import frontier
-from stages.common import paths
 
 DOCS = [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
 # metrics/<file>.json -> column title, in the order the pipeline makes them
@@ -74,7 +74,7 @@ def results(metrics: Path) -> str:
 
 
 def layers(metrics: Path) -> str:
-    """The pruned model's nonzero weights per layer (metrics/layer_sparsity.csv)."""
+    """The pruned model's nonzero weights per layer (metrics/layers_pruned.csv)."""
     with (metrics / paths.LAYER_SPARSITY.name).open() as f:
         rows = list(csv.DictReader(f))
     lines = [_row("layer", ["weights", "nonzero", "sparsity"]), _row("---", ["---"] * 3)]
@@ -91,7 +91,7 @@ def machine(metrics: Path) -> str:
 
 
 def seeds(metrics: Path) -> str:
-    """Each model's accuracy over seeds (metrics/seeds/<model>.json, `python -m commands.seeds --save`)."""
+    """Each model's accuracy over seeds (metrics/seeds/<model>.json, `python -m commands seeds --save`)."""
     dense = _json(metrics / "dense.json")["accuracy"]
     lines = [_row("model", ["committed run (%)", "mean ± std over seeds (%)", "each seed",
                             "mean vs the committed dense (pt)", "command"]), _row("---", ["---"] * 5)]
@@ -194,7 +194,7 @@ def compression(metrics: Path) -> str:
     lines = [_row("file", ["nonzero weights", "bytes (x smaller than dense)", "bits / nonzero", "positions",
                            "positions if random", "values", "other", "test accuracy (%)"]),
              _row("---", ["---"] * 8)]
-    for title, report, model in (("models/big_model_compressed.bin (prune + compress)", "compress", "compressed"),
+    for title, report, model in (("models/compressed.bin (prune + compress)", "compress", "compressed"),
                                  ("models/combined.bin (channel + combine)", "combine", "combined")):
         r, m = _json(metrics / f"{report}.json"), _json(metrics / f"{model}.json")
         lines.append(_row(title, [
@@ -214,7 +214,7 @@ def bench(metrics: Path) -> str:
 
 
 def export(metrics: Path) -> str:
-    """Each exported ONNX file checked against torch (metrics/export.json), and the machine of the run."""
+    """Each exported ONNX file checked against torch (metrics/stages/export.json), and the machine of the run."""
     d = _json(metrics / "export.json")
     lines = [_row("model", ["ONNX bytes", "same top-1", "max \\|logit diff\\|", "accuracy: torch / onnxruntime",
                             "batch-1 latency (ms): torch / onnxruntime", "batch-256 img/s: torch / onnxruntime"]),
@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if not args.check:
                 doc.write_text(new)
     if args.check and stale:
-        print(f"out of date: {', '.join(stale)}; run `python -m commands.tables`", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)}; run `python -m commands tables`", file=sys.stderr)
         sys.exit(1)
 
 

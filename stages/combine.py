@@ -1,9 +1,8 @@
 """Stage: every size lever on one model. The channel stage's smaller network (or, with `combine.source:
-student`, the distill stage's student) is pruned unstructured as the prune stage prunes the dense one
-(stages/methods/unstructured.py, with the `combine` params: prune's keys) and compressed as the compress stage
-compresses (stages/methods/compression.py, `compress.*`): models/combined.bin. Loading it rebuilds the small
-model's dense layers, so it runs at that model's speed from a file a few hundred times smaller than the dense
-checkpoint.
+student`, the distill stage's student) is pruned unstructured as the prune stage prunes the dense one (with
+the `combine` params: prune's keys) and compressed as the compress stage compresses (`compress.*`):
+models/combined.bin. Loading it rebuilds the small model's dense layers, so it runs at that model's speed from
+a file a few hundred times smaller than the dense checkpoint.
 """
 
 from __future__ import annotations
@@ -12,14 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stages.common import paths
-from stages.common.config import Params, load_params
-from stages.common.data import load_split
-from stages.common.io import atomic_write_bytes, load_checkpoint, write_json
-from stages.common.live import EpochLogger, epoch_logger
-from stages.common.runtime import cli, seed_everything
-from stages.methods import unstructured
-from stages.methods.compression import compress_model, summary
+from bignn import paths
+from bignn.compression import compress_model, summary
+from bignn.config import Params, load_params
+from bignn.data import split_of
+from bignn.io import atomic_write_bytes, load_checkpoint, write_json
+from bignn.live import EpochLogger, epoch_logger
+from bignn.pruning.unstructured import prune_model
+from bignn.runtime import cli, seeded, setup
 
 SOURCES = {"channel": paths.CHANNEL_MODEL, "student": paths.STUDENT_MODEL}
 
@@ -30,16 +29,17 @@ def run(params: Params, source_path: Path | None = None, dense_path: Path = path
     source_path defaults to the checkpoint `combine.source` names."""
     cfg = params.combine
     source_path = SOURCES[cfg.source] if source_path is None else source_path
-    gen = seed_everything(cfg.seed, params.threads, params.kernels)
+    gen = seeded(cfg.seed)
     model, _ = load_checkpoint(source_path)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
-    report, _ = unstructured.prune_model(model, params, cfg, test, gen, on_epoch)
-    data, size = compress_model(params, model, dense_path.stat().st_size, source_path.stat().st_size)
+    train, test = split_of(params.data, train=True), split_of(params.data, train=False)
+    report, _ = prune_model(model, cfg, params.train, train, test, gen, on_epoch)
+    data, size = compress_model(params.compress, model, dense_path.stat().st_size, source_path.stat().st_size)
     return data, {"global_sparsity": report["global_sparsity"], **size}
 
 
 def main() -> None:
     params = load_params()
+    setup(params.threads, params.kernels)
     t0 = time.perf_counter()
     with epoch_logger("combined") as log:
         data, report = run(params, on_epoch=log)

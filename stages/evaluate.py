@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stages.common import paths
-from stages.common.config import Params, load_params
-from stages.common.data import Split, load_split
-from stages.common.forms import load_model
-from stages.common.io import write_csv, write_json
-from stages.common.metrics import (
+from bignn import paths
+from bignn.config import Params, load_params
+from bignn.data import Split, split_of
+from bignn.forms import load_model
+from bignn.io import write_csv, write_json
+from bignn.metrics import (
     accuracy_metrics,
     machine_metrics,
     memory_metrics,
@@ -23,12 +23,12 @@ from stages.common.metrics import (
     size_metrics,
     speed_metrics,
 )
-from stages.common.runtime import cli, seed_everything
-from stages.common.training import prepare
+from bignn.runtime import cli, seeded, setup
+from bignn.training import prepare
 
 MODELS = {"dense": paths.DENSE_MODEL, "pruned": paths.PRUNED_MODEL, "compressed": paths.COMPRESSED_MODEL,
           "channel": paths.CHANNEL_MODEL, "channel_int8": paths.CHANNEL_INT8_MODEL, "combined": paths.COMBINED_MODEL,
-          "student": paths.STUDENT_MODEL, "student_scratch": paths.SCRATCH_MODEL}
+          "student": paths.STUDENT_MODEL}
 # Every evaluated model's accuracy, bytes and batch-1 latency, one row each (the accuracy-per-byte plots).
 FRONTIER = paths.MODELS_FRONTIER_CSV
 # The misclassified test images (for `dvc plots`' confusion view) of these two only.
@@ -47,8 +47,8 @@ def measure(params: Params, checkpoint: Path, test: Split) -> tuple[dict[str, fl
 
 def run(params: Params, models: dict[str, Path] = MODELS) -> dict[str, Any]:
     """{"labels": [...], "machine": {...}, "models": {name: {"metrics": {...}, "preds": [...]}}}."""
-    seed_everything(params.seed, params.threads, params.kernels)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    seeded(params.seed)
+    test = split_of(params.data, train=False)
     out: dict[str, Any] = {"labels": test.labels.tolist(), "models": {}}
     for name, path in models.items():
         metrics, preds = measure(params, Path(path), test)
@@ -62,6 +62,7 @@ def run(params: Params, models: dict[str, Path] = MODELS) -> dict[str, Any]:
 
 def main() -> None:
     params = load_params()
+    setup(params.threads, params.kernels)
     result = run(params)
     for name, model in result["models"].items():
         write_json(paths.model_metrics(name), model["metrics"])

@@ -6,7 +6,7 @@ a model (batch-1 latency, batch-256 throughput, same keys). The pruned model is 
 zeros as dense tensors and onnxruntime multiplies them (its sparse initializers are densified on load), so the
 file and the speed would be the dense model's; the compressed .bin is the sparse model's deployable form. Nor
 is the int8 model: torch.export cannot trace torch.ao's packed int8 weights, and onnxruntime's own static int8
-of the channel ONNX (`python -m stages.export --ort-int8`, which only measures) agreed with torch's int8 on
+of the channel ONNX (`python -m stages export --ort-int8`, which only measures) agreed with torch's int8 on
 fewer than 99.9% of the test images and ran slower than its float (docs/deploy.md).
 """
 
@@ -19,15 +19,15 @@ from typing import Any
 
 import onnxruntime as ort
 
-from stages.common import paths
-from stages.common.config import Params, load_params
-from stages.common.data import Split, load_split
-from stages.common.forms import load_model
-from stages.common.io import atomic_write_bytes, load_checkpoint, write_json
-from stages.common.metrics import speed_metrics, speed_of
-from stages.common.runtime import cli, seed_everything
-from stages.common.training import predict, prepare, score_logits
-from stages.methods.onnx_model import ort_int8, run_logits, session, to_onnx
+from bignn import paths
+from bignn.config import Params, load_params
+from bignn.data import Split, split_of
+from bignn.export import ort_int8, run_logits, session, to_onnx
+from bignn.forms import load_model
+from bignn.io import atomic_write_bytes, load_checkpoint, write_json
+from bignn.metrics import speed_metrics, speed_of
+from bignn.runtime import cli, seeded, setup
+from bignn.training import predict, prepare, score_logits
 
 EXPORTS = {"dense": (paths.DENSE_MODEL, paths.DENSE_ONNX), "channel": (paths.CHANNEL_MODEL, paths.CHANNEL_ONNX),
            "student": (paths.STUDENT_MODEL, paths.STUDENT_ONNX)}
@@ -57,8 +57,8 @@ def check(params: Params, checkpoint: Path, test: Split) -> tuple[bytes, dict[st
 
 def run(params: Params, exports: dict[str, tuple[Path, Path]] = EXPORTS) -> dict[str, tuple[bytes, dict[str, Any]]]:
     """{name: (onnx bytes, report)} for each (checkpoint, onnx path) in exports."""
-    seed_everything(params.seed, params.threads, params.kernels)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
+    seeded(params.seed)
+    test = split_of(params.data, train=False)
     out = {}
     for name, (checkpoint, _) in exports.items():
         data, report = check(params, checkpoint, test)
@@ -75,10 +75,9 @@ def ort_int8_check(params: Params) -> dict[str, Any]:
     """onnxruntime's static int8 of the channel model's ONNX against torch's int8 of the same model: top-1
     agreement over the test set, accuracy and speed of both ONNX forms."""
     cfg = params.evaluate
-    seed_everything(params.seed, params.threads, params.kernels)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
-    calibration = load_split(params.data.root, train=True, limit=params.channel.calibration_images,
-                             verify=params.data.verify).images
+    seeded(params.seed)
+    test = split_of(params.data, train=False)
+    calibration = split_of(params.data, train=True, limit=params.channel.calibration_images).images
     float_data = to_onnx(load_checkpoint(paths.CHANNEL_MODEL)[0])
     torch_int8 = predict(load_model(paths.CHANNEL_INT8_MODEL), test, cfg.batch_size)
     report: dict[str, Any] = {}
@@ -94,15 +93,18 @@ def ort_int8_check(params: Params) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m stages.export", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m stages export", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ort-int8", action="store_true",
                     help="instead: measure onnxruntime's static int8 of the channel ONNX; writes nothing")
-    if ap.parse_args(argv).ort_int8:
-        for name, row in ort_int8_check(load_params()).items():
+    args = ap.parse_args(argv)
+    params = load_params()
+    setup(params.threads, params.kernels)
+    if args.ort_int8:
+        for name, row in ort_int8_check(params).items():
             print(name, " ".join(f"{k}={v:.4g}" for k, v in row.items()))
         return
-    results = run(load_params())
+    results = run(params)
     for name, (data, _) in results.items():
         atomic_write_bytes(EXPORTS[name][1], data)
     write_json(paths.EXPORT_METRICS, {**{name: report for name, (_, report) in results.items()},

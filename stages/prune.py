@@ -1,5 +1,5 @@
-"""Stage: prune the dense model unstructured (stages/methods/unstructured.py), fine-tune with the masks held,
-save models/big_model_pruned.pth and the per-layer sparsity (metrics/layer_sparsity.csv)."""
+"""Stage: prune the dense model unstructured (bignn/pruning/unstructured.py), fine-tune with the masks held,
+save models/pruned.pth and the per-layer sparsity (metrics/layers_pruned.csv)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,31 @@ from typing import Any
 
 from torch import nn
 
-from stages.common import paths
-from stages.common.config import Params, load_params
-from stages.common.data import load_split
-from stages.common.io import load_checkpoint, save_checkpoint, write_csv, write_json
-from stages.common.live import EpochLogger, epoch_logger
-from stages.common.runtime import cli, seed_everything
-from stages.methods import unstructured
+from bignn import paths
+from bignn.config import Params, load_params
+from bignn.data import split_of
+from bignn.io import load_checkpoint, save_checkpoint, write_csv, write_json
+from bignn.live import EpochLogger, epoch_logger
+from bignn.pruning.unstructured import prune_model
+from bignn.runtime import cli, seeded, setup
 
 
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,
         ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
-    """Prune the checkpoint at dense_path to params.prune.amount; returns the pruned model, its sparsity report
-    and fine-tune history (unstructured.prune_model)."""
-    gen = seed_everything(params.prune.seed, params.threads, params.kernels)
+    """Prune the checkpoint at dense_path to prune.amount; returns the pruned model, its sparsity report and
+    fine-tune history (prune_model)."""
+    gen = seeded(params.prune.seed)
     model, _ = load_checkpoint(dense_path)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit, verify=params.data.verify)
-    report, history = unstructured.prune_model(model, params, params.prune, test, gen, on_epoch)
+    train, test = split_of(params.data, train=True), split_of(params.data, train=False)
+    report, history = prune_model(model, params.prune, params.train, train, test, gen, on_epoch)
     return model, report, history
 
 
 def main() -> None:
     params = load_params()
+    setup(params.threads, params.kernels)
     t0 = time.perf_counter()
-    with epoch_logger("finetune") as log:
+    with epoch_logger("pruned") as log:
         model, report, _ = run(params, on_epoch=log)
     seconds = time.perf_counter() - t0
     print(f"global sparsity {report['global_sparsity']:.4f}")

@@ -1,4 +1,4 @@
-"""Stage 2: train the big dense CNN and save models/big_model.pth."""
+"""Stage: train the big dense CNN (bignn.recipes.train_dense) and save models/dense.pth."""
 
 from __future__ import annotations
 
@@ -6,39 +6,25 @@ from typing import Any
 
 from torch import nn
 
-from stages.common import paths
-from stages.common.config import Params, load_params
-from stages.common.data import load_split
-from stages.common.io import save_checkpoint
-from stages.common.live import EpochLogger, epoch_logger
-from stages.common.model import build_model, count_params, model_args_from
-from stages.common.runtime import cli, seed_everything
-from stages.common.training import FitSpec, fit
-
-
-def fit_spec(params: Params) -> FitSpec:
-    t = params.train
-    return FitSpec(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
-                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
-                   max_scale=t.max_scale, schedule="onecycle")
+from bignn import paths, recipes
+from bignn.config import Params, load_params
+from bignn.data import split_of
+from bignn.io import save_checkpoint
+from bignn.live import EpochLogger, epoch_logger
+from bignn.runtime import cli, seeded, setup
 
 
 def run(params: Params, on_epoch: EpochLogger | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train from scratch; returns the model and its per-epoch history (each row also to on_epoch)."""
-    gen = seed_everything(params.seed, params.threads, params.kernels)
-    train = load_split(params.data.root, train=True, limit=params.data.train_limit,
-                       verify=params.data.verify)
-    test = load_split(params.data.root, train=False, limit=params.data.test_limit,
-                      verify=params.data.verify)
-    model = build_model(**model_args_from(params.model))
-    print(f"model: {count_params(model):,} parameters, {len(train)} training images", flush=True)
-    history = fit(model, train, test, fit_spec(params), gen, desc="train", on_epoch=on_epoch)
-    return model, history
+    gen = seeded(params.seed)
+    train, test = split_of(params.data, train=True), split_of(params.data, train=False)
+    return recipes.train_dense(params, train, test, gen, on_epoch)
 
 
 def main() -> None:
     params = load_params()
-    with epoch_logger("train") as log:
+    setup(params.threads, params.kernels)
+    with epoch_logger("dense") as log:
         model, _ = run(params, on_epoch=log)
     save_checkpoint(paths.DENSE_MODEL, model)
 

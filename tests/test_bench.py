@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from bignn import forms, paths
+from bignn.config import Params
+from bignn.io import atomic_write_bytes, save_checkpoint
+from bignn.quantize import int8_bytes
 from commands import bench
 from stages import channel, combine, compress
-from stages.common import forms, paths
-from stages.common.config import Params
-from stages.common.io import atomic_write_bytes, save_checkpoint
-from stages.methods.quantize import save_int8
 
 
 def test_csr_linear_computes_what_the_dense_layer_does() -> None:
@@ -27,7 +27,7 @@ def test_csr_linear_computes_what_the_dense_layer_does() -> None:
 
 
 def test_forward_flops_counts_conv_and_linear_layers() -> None:
-    from stages.common.model import build_model
+    from bignn.model import build_model
 
     model = build_model([4], [8])  # conv 1->4 at 28x28, then 4*14*14 -> 8 -> 10
     assert bench.forward_flops(model) == 2 * 4 * 9 * 28 * 28 + 2 * 4 * 14 * 14 * 8 + 2 * 8 * 10
@@ -38,7 +38,7 @@ def pipeline(pruned_params: Params) -> Params:
     atomic_write_bytes(paths.COMPRESSED_MODEL, compress.run(pruned_params)[0])
     model, _ = channel.run(pruned_params)
     save_checkpoint(paths.CHANNEL_MODEL, model)
-    save_int8(paths.CHANNEL_INT8_MODEL, channel.int8_copy(pruned_params, model), model.model_args)
+    atomic_write_bytes(paths.CHANNEL_INT8_MODEL, int8_bytes(channel.int8_copy(pruned_params, model), model.model_args))
     atomic_write_bytes(paths.COMBINED_MODEL, combine.run(pruned_params)[0])
     return pruned_params
 

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from bignn import compression, forms, paths
+from bignn.config import Params, replace
+from bignn.data import load_split
+from bignn.io import CheckpointError, load_checkpoint
+from bignn.model import build_model, prunable
+from bignn.training import predict
 from stages import compress
-from stages.common import forms, paths
-from stages.common.config import Params, replace
-from stages.common.data import load_split
-from stages.common.io import CheckpointError, load_checkpoint
-from stages.common.model import build_model, prunable
-from stages.common.training import predict
-from stages.methods import compression
 
 
 @pytest.mark.parametrize("gaps", [[0, 1, 2, 3], [5], [0, 127, 128, 129, 300, 16384, 10**7]])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.common.config import ConfigError, load_params, params_from_dict
+from bignn.config import ConfigError, load_params, params_from_dict
 from tests.conftest import TINY, tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ BAD_PARAMS = [
 
 
 def _previous_outputs(root: Path) -> list[Path]:
-    outputs = [root / "models" / "big_model.pth", root / "models" / "big_model_pruned.pth",
+    outputs = [root / "models" / "dense.pth", root / "models" / "pruned.pth",
                root / "metrics" / "pruned.json", root / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"]
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,9 +177,9 @@ def test_stage_command_line_takes_help_and_refuses_anything_else(tmp_path: Path)
         res = subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=tmp_path, capture_output=True,
                              text=True, env=env)
         assert res.returncode == code, (stage, args, res.stderr[-500:])
-        assert f"usage: python -m stages.{stage}" in res.stdout + res.stderr
+        assert f"usage: python -m stages {stage}" in res.stdout + res.stderr
     assert all(path.read_bytes() == b"previous output" for path in outputs)
-    assert not (tmp_path / "models" / "big_model.onnx").exists()
+    assert not (tmp_path / "models" / "dense.onnx").exists()
 
 
 def test_keys_that_cannot_apply_are_refused() -> None:

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bignn import paths
+from bignn.config import Params, replace
+from bignn.data import load_split
+from bignn.io import save_checkpoint
+from bignn.model import build_model, count_params
+from bignn.training import as_input, distillation_loss
 from stages import distill, train
-from stages.common import paths
-from stages.common.config import Params, replace
-from stages.common.data import load_split
-from stages.common.io import save_checkpoint
-from stages.common.model import build_model, count_params
-from stages.common.training import as_input, distillation_loss
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])

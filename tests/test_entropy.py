@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stages.methods import entropy
+from bignn import entropy
 
 
 def _mask(rows: int, cols: int, density: float, seed: int) -> np.ndarray:

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from bignn import paths
+from bignn.config import Params
+from bignn.data import load_split
+from bignn.export import run_logits, session, to_onnx
+from bignn.io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from bignn.quantize import int8_bytes
 from commands import predict
 from stages import channel, export
-from stages.common import paths
-from stages.common.config import Params
-from stages.common.data import load_split
-from stages.common.io import load_checkpoint, save_checkpoint
-from stages.methods.onnx_model import run_logits, session, to_onnx
-from stages.methods.quantize import save_int8
 from tests.test_predict import draw_seven
 
 
@@ -41,7 +41,7 @@ def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: P
 def test_an_export_that_predicts_other_digits_is_refused(pruned_params: Params, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export, "run_logits", lambda sess, images, batch_size: -run_logits(sess, images, batch_size))
-    with pytest.raises(ValueError, match=r"big_model.pth: onnxruntime disagrees with torch on \d"):
+    with pytest.raises(ValueError, match=r"dense.pth: onnxruntime disagrees with torch on \d"):
         export.run(pruned_params, {"dense": (paths.DENSE_MODEL, tmp_path / "d.onnx")})
 
 
@@ -62,7 +62,7 @@ def test_predict_reads_onnx_like_the_checkpoint(pruned_params: Params, tmp_path:
 def test_ort_int8_check_compares_onnxruntime_int8_with_torch_int8(pruned_params: Params) -> None:
     model, _ = channel.run(pruned_params)
     save_checkpoint(paths.CHANNEL_MODEL, model)
-    save_int8(paths.CHANNEL_INT8_MODEL, channel.int8_copy(pruned_params, model), model.model_args)
+    atomic_write_bytes(paths.CHANNEL_INT8_MODEL, int8_bytes(channel.int8_copy(pruned_params, model), model.model_args))
     report = export.ort_int8_check(pruned_params)
     assert report["ort_int8"]["onnx_bytes"] < report["float"]["onnx_bytes"]
     for row in report.values():

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import data, io
-from stages.common.model import build_model
+from bignn import data, io
+from bignn.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_disk_full_leaves_old_output_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "models" / "big_model.pth"
+    target = tmp_path / "models" / "dense.pth"
     target.parent.mkdir()
     target.write_bytes(b"old")
 
@@ -31,10 +31,10 @@ def test_disk_full_leaves_old_output_and_no_temp(tmp_path: Path, monkeypatch: py
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(io.os, "fsync", full)
-    with pytest.raises(OSError, match=r"cannot write .*big_model.pth: No space left on device"):
+    with pytest.raises(OSError, match=r"cannot write .*dense.pth: No space left on device"):
         io.save_checkpoint(target, build_model(conv_channels=[2], hidden=[4]))
     assert target.read_bytes() == b"old"
-    assert [p.name for p in target.parent.iterdir()] == ["big_model.pth"]
+    assert [p.name for p in target.parent.iterdir()] == ["dense.pth"]
 
 
 def test_output_folder_that_is_a_file_gives_a_clear_error(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_no_plain_pickle_load_anywhere() -> None:
 
 KILLED_WRITER = """
 import os, sys, time
-from stages.common import data, io
+from bignn import data, io
 io.os.fsync = lambda fd: time.sleep(60)  # a slow disk: the kill lands between write and rename
 io.atomic_write_bytes(sys.argv[1], b"new bytes" * 100_000)
 """

@@ -1,4 +1,4 @@
-"""python -m commands.filebytes: where a compressed file's bytes go."""
+"""python -m commands filebytes: where a compressed file's bytes go."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from bignn.compression import RANGE_MAGIC, compress_model, read_range_parts
+from bignn.config import Params, replace
+from bignn.model import build_model
 from commands import filebytes
-from stages.common.config import Params, replace
-from stages.common.model import build_model
-from stages.methods.compression import RANGE_MAGIC, compress_model, read_range_parts
 
 
 def _trained_like(seed: int = 0) -> torch.nn.Module:

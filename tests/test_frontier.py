@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from bignn.io import write_csv
 from commands import frontier
-from stages.common.io import write_csv
 
 STUDENT = {"conv_channels": [16, 32, 64], "hidden": [128]}
 
@@ -139,8 +139,8 @@ def test_a_combine_preset_on_the_student_is_its_own_method_and_names_are_unique(
 def test_preset_layers_count_the_nonzeros_of_each_presets_lowest_seed_file(tiny_params, tmp_path: Path) -> None:
     import torch
 
-    from stages.common.model import build_model
-    from stages.methods.compression import compress_model
+    from bignn.compression import compress_model
+    from bignn.model import build_model
 
     model = build_model([4, 8], [16])
     with torch.no_grad():

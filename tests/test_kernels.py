@@ -1,4 +1,5 @@
-"""The kernels param: each process takes params.yaml's kernel switches before torch loads (stages/__init__.py)."""
+"""The kernels param: each process the launchers start (`python -m stages <name>`, `python -m commands <name>`)
+takes params.yaml's kernel switches before torch loads (bignn/kernels.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.common.config import ConfigError, Params, params_from_dict
-from stages.common.kernels import KERNEL_ENV, SWITCHES
+from bignn.config import ConfigError, Params, params_from_dict
+from bignn.kernels import KERNEL_ENV, SWITCHES
 from tests.conftest import clean_env, tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every module a user or DVC starts: `python -m stages.<name>` and `python -m commands.<name>`.
+# Every module a user or DVC starts: `python -m stages <name>` and `python -m commands <name>`.
 ENTRY_POINTS = sorted(f"{pkg}.{p.stem}" for pkg in ("stages", "commands") for p in (ROOT / pkg).glob("*.py")
-                      if p.stem != "__init__")
+                      if p.stem not in ("__init__", "__main__"))
+# The launcher with its last step, running the module as __main__, replaced by importing it and reporting: the
+# state right after the module's imports, before any of its own work.
+LAUNCH = ("import runpy; from bignn import kernels; "
+          "runpy.run_module = lambda name, **kw: (__import__(name), exec({report!r}, {{}})); "
+          "kernels.launch({pkg!r}, [{name!r}], [{name!r}])")
 REPORT = "import os, torch; print(torch.backends.cpu.get_cpu_capability(), *(os.environ.get(k, '-') for k in {}))"
 
 
@@ -31,7 +37,6 @@ def _params_file(folder: Path, kernels: str, **sections: dict) -> None:
 
 
 def test_kernels_param_must_be_known() -> None:
-    assert Params().kernels == "portable"
     assert yaml.safe_load((ROOT / "params.yaml").read_text())["kernels"] == "portable"
     for mode in ("portable", "baseline", "native"):
         assert params_from_dict({**tiny_dict(), "kernels": mode}).kernels == mode
@@ -40,14 +45,18 @@ def test_kernels_param_must_be_known() -> None:
 
 
 def test_every_entry_point_is_pinned_before_torch_loads(tmp_path: Path) -> None:
-    """baseline caps ATen below its native level on any CPU: an entry point that loaded torch first would show
-    the machine's own capability (AVX2 or AVX512) instead of DEFAULT."""
+    """baseline caps ATen below its native level on any CPU: an entry point whose launcher set the switches too
+    late would show the machine's own capability (AVX2 or AVX512) instead of DEFAULT."""
     _params_file(tmp_path, "baseline")
     expected = f"DEFAULT {' '.join(KERNEL_ENV['baseline'][k] for k in SWITCHES)}"
+    report = REPORT.format(SWITCHES)
     for batch in range(0, len(ENTRY_POINTS), 4):  # four at a time: each process imports torch
-        procs = {name: subprocess.Popen([sys.executable, "-c", f"import {name}; " + REPORT.format(SWITCHES)],
-                                        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True) for name in ENTRY_POINTS[batch:batch + 4]}
+        procs = {}
+        for name in ENTRY_POINTS[batch:batch + 4]:
+            pkg, mod = name.split(".")
+            code = LAUNCH.format(report=report, pkg=pkg, name=mod)
+            procs[name] = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=clean_env(),
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name, proc in procs.items():
             out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, (name, err[-2000:])
@@ -56,20 +65,30 @@ def test_every_entry_point_is_pinned_before_torch_loads(tmp_path: Path) -> None:
             "commands.bench", "commands.profile", "commands.sweep"} <= set(ENTRY_POINTS)
 
 
+def test_a_module_started_without_the_launcher_is_refused(tmp_path: Path) -> None:
+    """`python -m stages.train` skips the launcher: under portable, setup says how to start it instead."""
+    _params_file(tmp_path, "portable")
+    done = subprocess.run([sys.executable, "-m", "stages.train"], cwd=tmp_path, env=clean_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1
+    assert "run it as `python -m stages <name>`" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 def test_stage_mains_end_on_the_pinned_kernels(pruned_params: Params, in_tmp: Path) -> None:
     """The stage that once pinned too late (compress) and one that trains, run as DVC runs them, from a shell
     without the switches: torch must end on baseline's capability after main()."""
     _params_file(in_tmp, "baseline", data={"root": pruned_params.data.root, "verify": False})
     for stage in ("compress", "prune"):
-        done = _python(f"from stages import {stage}; {stage}.main(); " + REPORT.format(SWITCHES), in_tmp)
+        done = _python("import sys, runpy; from bignn.kernels import launch; sys.argv = ['x', '" + stage + "']; "
+                       "runpy.run_module('stages', run_name='__main__'); " + REPORT.format(SWITCHES), in_tmp)
         assert done.returncode == 0, (stage, done.stderr[-2000:])
         assert done.stdout.splitlines()[-1] == "DEFAULT default SSE41 COMPATIBLE", stage
-    assert (in_tmp / "metrics" / "compress.json").exists() and (in_tmp / "metrics" / "prune.json").exists()
+    assert (in_tmp / "metrics/stages/compress.json").exists() and (in_tmp / "metrics/stages/prune.json").exists()
 
 
 def test_switches_that_come_too_late_are_refused(tmp_path: Path) -> None:
     """A process that ran a tensor op before `stages` was imported cannot be pinned any more: it says so."""
-    done = _python("import torch; torch.ones(4).sum(); from stages.common.runtime import pin_kernels; "
+    done = _python("import torch; torch.ones(4).sum(); from bignn.runtime import pin_kernels; "
                    "pin_kernels('portable')", tmp_path)
     assert done.returncode != 0
     assert "kernels: portable needs ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE " \
@@ -80,8 +99,8 @@ def test_native_clears_switches_left_in_the_shell(tmp_path: Path) -> None:
     """kernels: native means the machine's own paths, even if the shell still caps them."""
     machine = _python(REPORT.format(SWITCHES), tmp_path).stdout.split()[0]
     _params_file(tmp_path, "native")
-    done = _python("import stages; " + REPORT.format(SWITCHES), tmp_path, ATEN_CPU_CAPABILITY="default",
-                   MKL_CBWR="COMPATIBLE")
+    done = _python("from bignn.kernels import mode_in_params, set_switches; set_switches(mode_in_params()); "
+                   + REPORT.format(SWITCHES), tmp_path, ATEN_CPU_CAPABILITY="default", MKL_CBWR="COMPATIBLE")
     assert done.stdout.split() == [machine, "-", "-", "-"]
 
 
@@ -90,7 +109,5 @@ def test_every_computing_stage_pins_the_kernels() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name in ("train", "prune", "channel", "combine", "compress", "distill", "evaluate", "export"):
         assert "kernels" in stages[name]["params"], name
-        assert {"stages/__init__.py", "stages/common/kernels.py"} <= set(stages[name]["deps"]), name
-    # compress pins inside compress_model (k-means), which combine shares.
-    for path in ("train", "prune", "channel", "methods/compression", "distill", "evaluate", "export"):
-        assert "params.kernels" in (ROOT / "stages" / f"{path}.py").read_text(), path
+        assert {"stages/__main__.py", "bignn"} <= set(stages[name]["deps"]), name
+        assert "setup(params.threads, params.kernels)" in (ROOT / "stages" / f"{name}.py").read_text(), name

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages.common.io import CheckpointError, load_checkpoint, save_checkpoint
-from stages.common.model import build_model, count_params
+from bignn.io import CheckpointError, load_checkpoint, save_checkpoint
+from bignn.model import build_model, count_params
 
 # README and docs state this count for the default model (params.yaml: conv 32, 64; FC 1024, 1024).
 DEFAULT_PARAMS = 4_291_050

@@ -41,12 +41,12 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     machine = metrics(repo, "machine")
     assert machine["kernels"] == "portable" and machine["cpu_capability"] == "AVX2"
     onnx = metrics(repo, "export")
-    for name, onnx_path in (("dense", "big_model.onnx"), ("channel", "channel.onnx"), ("student", "student.onnx")):
+    for name, onnx_path in (("dense", "dense.onnx"), ("channel", "channel.onnx"), ("student", "student.onnx")):
         assert onnx[name]["top1_agreement"] == 1.0
         assert onnx[name]["onnx_bytes"] == (repo / "models" / onnx_path).stat().st_size
     show = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
-    assert {"metrics/dense.json", "metrics/pruned.json", "metrics/live/train/metrics.json",
-            "metrics/live/finetune/metrics.json", "metrics/live/student/metrics.json",
+    assert {"metrics/dense.json", "metrics/pruned.json", "metrics/live/dense/metrics.json",
+            "metrics/live/pruned/metrics.json", "metrics/live/student/metrics.json",
             } <= set(json.dumps(show).split('"'))
     out = sh(repo, "dvc", "plots", "show", "--json")  # the JSON, then a warning line when a plot failed
     plots = json.loads(out[:out.rindex("}") + 1])
@@ -60,18 +60,18 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     assert len(errors) == round(test_limit * (100 - metrics(repo, "dense")["accuracy"]) / 100)
     frontier = (repo / "metrics" / "frontier.csv").read_text().splitlines()  # one row per evaluated model
     assert len(frontier) == 1 + len(evaluate.MODELS) and "metrics/frontier.csv" in json.dumps(plots)
-    # The only plots that cannot render yet are the sweep's and the frontier's, which `python -m commands.sweep`
-    # and `python -m commands.frontier` write from experiments.
+    # The only plots that cannot render yet are the sweep's and the frontier's, which `python -m commands sweep`
+    # and `python -m commands frontier` write from experiments.
     assert {e.get("source") for e in plots.get("errors", [])} <= {"metrics/sweep.csv", "metrics/frontier.png"}
     assert "up to date" in sh(repo, "dvc", "status")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "results")
-    dense_model = (repo / "models" / "big_model.pth").read_bytes()
+    dense_model = (repo / "models" / "dense.pth").read_bytes()
 
     out = sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.7")
     assert "Running stage 'train'" not in out and "Running stage 'prune'" in out
     assert "Running stage 'distill'" not in out and "Running stage 'compress'" in out
-    assert (repo / "models" / "big_model.pth").read_bytes() == dense_model
+    assert (repo / "models" / "dense.pth").read_bytes() == dense_model
     assert metrics(repo, "pruned")["sparsity"] == pytest.approx(0.7, abs=1e-4)
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json"))
     assert "sparsity" in diff["metrics/pruned.json"]
@@ -80,8 +80,8 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     header = sh(repo, "dvc", "exp", "show", "--md", "--drop", ".*", "--keep", columns).splitlines()[0]
     names = [c.strip() for c in header.strip("|").split("|")]
     assert {"Experiment", "prune.amount", "channel.amount", "metrics/pruned.json:accuracy",
-            "metrics/channel.json:accuracy", "metrics/compress.json:times_smaller_than_dense",
-            "metrics/combine.json:times_smaller_than_dense", "metrics/compress.json:bits_per_nonzero",
+            "metrics/channel.json:accuracy", "metrics/stages/compress.json:times_smaller_than_dense",
+            "metrics/stages/combine.json:times_smaller_than_dense", "metrics/stages/compress.json:bits_per_nonzero",
             } <= set(names) and len(names) <= 15
 
 
@@ -130,8 +130,8 @@ def test_remote_push_then_pull_in_a_fresh_clone(repo: Path, tmp_path: Path) -> N
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     sh(clone, "dvc", "pull")
-    assert (clone / "models" / "big_model_pruned.pth").read_bytes() == \
-        (repo / "models" / "big_model_pruned.pth").read_bytes()
+    assert (clone / "models" / "pruned.pth").read_bytes() == \
+        (repo / "models" / "pruned.pth").read_bytes()
     assert "up to date" in sh(clone, "dvc", "status")
 
 
@@ -146,7 +146,7 @@ def test_bad_train_param_then_the_fix_restores_without_retraining(repo: Path) ->
     assert res.returncode != 0
     assert "error: train.epochs must be an integer, got 'ten'" in res.stdout + res.stderr
     # What DVC does: it removes a stage's outputs before running its command, so the dense model is gone...
-    assert not (repo / "models" / "big_model.pth").exists()
+    assert not (repo / "models" / "dense.pth").exists()
     (repo / "params.yaml").write_text(params)
     out = sh(repo, "dvc", "repro")
     # ...and the fixed params bring it back from the run-cache: no stage runs, every byte as before.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.common import onednn_matmul
+from bignn import matmul
 from tests.conftest import clean_env
 
 # 8 steps of the default recipe (params' defaults: AdamW, one-cycle, augmentation, dropout, label smoothing,
@@ -27,12 +27,12 @@ TRAIN_A_FEW_STEPS = """
 import dataclasses, hashlib
 import stages  # as `python -m stages.<name>` does: the kernel switches go in before torch loads
 import torch
-from stages.common.config import Params
-from stages.common.data import Split
-from stages.common.model import build_model, model_args_from
-from stages.common.runtime import seed_everything
+from bignn.config import Params
+from bignn.data import Split
+from bignn.model import build_model, model_args_from
+from bignn.runtime import seed_everything
 from stages.train import fit_spec
-from stages.common.training import fit
+from bignn.training import fit
 
 params = Params()
 gen = seed_everything(0, params.threads, params.kernels)
@@ -75,7 +75,7 @@ def _sequential_fma(x: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:
 def test_routed_products_sum_in_an_order_fixed_by_the_shapes() -> None:
     """Why the routed linear layers are portable: each output is summed along k in blocks of 1024, whatever
     the thread count (and so whatever the cache sizes, which oneDNN's AVX2 f32 matmul does not consult)."""
-    onednn_matmul.install()  # what seed_everything does under portable; the tests' process runs portable
+    matmul.install()  # what seed_everything does under portable; the tests' process runs portable
     gen = torch.Generator().manual_seed(0)
     threads = torch.get_num_threads()
     try:
@@ -95,7 +95,7 @@ def test_routed_products_sum_in_an_order_fixed_by_the_shapes() -> None:
 
 def test_routed_products_equal_torchs_own_to_rounding() -> None:
     """mm, addmm (with alpha and beta), bmm (short and long sums), other dtypes and empty sides."""
-    onednn_matmul.install()
+    matmul.install()
     gen = torch.Generator().manual_seed(1)
     a, b, bias = torch.randn(5, 40, generator=gen), torch.randn(40, 7, generator=gen), torch.randn(7, generator=gen)
     expected = a.double() @ b.double()

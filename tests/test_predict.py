@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from bignn import paths
+from bignn.config import Params
+from bignn.io import load_checkpoint
 from commands import predict
-from stages.common import paths
-from stages.common.config import Params
-from stages.common.io import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_prediction_does_not_depend_on_how_the_digit_was_saved(pruned_params: Pa
 def test_cli_prints_the_digit_and_ten_probabilities(pruned_params: Params, tmp_path: Path) -> None:
     draw_seven((100, 100), (20, 10, 80, 90), dark_on_light=True, width=8).save(tmp_path / "d.png")
     model = Path.cwd() / paths.PRUNED_MODEL  # pruned_params works in a temporary folder
-    out = subprocess.run([sys.executable, "-m", "commands.predict", str(tmp_path / "d.png"), "--model", str(model)],
+    out = subprocess.run([sys.executable, "-m", "commands", "predict", str(tmp_path / "d.png"), "--model", str(model)],
                          capture_output=True, text=True, cwd=ROOT, check=True).stdout.splitlines()
     probs = [float(line.split(":")[1]) for line in out[1:]]
     assert len(probs) == 10 and sum(probs) == pytest.approx(1, abs=1e-3)
@@ -107,7 +107,7 @@ def test_bad_images_fail_with_one_line(tmp_path: Path, make, message: str) -> No
 
 def test_cli_bad_image_exits_1_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "x.png").write_text("not an image")
-    res = subprocess.run([sys.executable, "-m", "commands.predict", str(tmp_path / "x.png")],
+    res = subprocess.run([sys.executable, "-m", "commands", "predict", str(tmp_path / "x.png")],
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ") and "x.png" in res.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bignn.config import params_from_dict
 from commands import params, seeds, sweep
-from stages.common.config import params_from_dict
 from tests.conftest import tiny_dict
 from tests.dvc_repo import make_repo, outputs, ran, run_queue, sh
 
@@ -26,7 +26,7 @@ def _composed(*overrides: str) -> dict:
 
 def test_committed_params_yaml_is_what_conf_composes() -> None:
     assert (ROOT / "params.yaml").read_text(encoding="utf-8") == params.compose((), CONF), \
-        "params.yaml differs from conf/: run `python -m commands.params`"
+        "params.yaml differs from conf/: run `python -m commands params`"
 
 
 def test_hydra_composition_is_on_for_dvc_exp_run() -> None:
@@ -106,7 +106,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_repo(tmp_path_factory.mktemp("presets"))
     _tiny_conf(repo)
     sh(repo, "dvc", "config", "hydra.enabled", "true")
-    sh(repo, sys.executable, "-m", "commands.params")
+    sh(repo, sys.executable, "-m", "commands", "params")
     sh(repo, "dvc", "repro")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "-m", "tiny pipeline with presets")

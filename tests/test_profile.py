@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bignn import training
+from bignn.config import Params
+from bignn.data import load_split
+from bignn.model import build_model, model_args_from
 from commands import profile
-from stages.common import training
-from stages.common.config import Params
-from stages.common.data import load_split
-from stages.common.model import build_model, model_args_from
 
 
 @pytest.mark.parametrize(("op", "group"), [

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
 
+from bignn import paths
+from bignn.config import Params, replace
+from bignn.io import save_checkpoint
+from bignn.pruning import regrow
 from stages import prune, train
-from stages.common import paths
-from stages.common.config import Params, replace
-from stages.common.io import save_checkpoint
-from stages.methods import regrow
 
 
 def _pruned_linear(amount: float = 0.5) -> nn.Linear:

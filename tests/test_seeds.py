@@ -1,4 +1,4 @@
-"""python -m commands.seeds: one model over several seeds, with -S overrides that reach the run."""
+"""python -m commands seeds: one model over several seeds, with -S overrides that reach the run."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
+from bignn.config import Params
 from commands import seeds
-from stages.common.config import Params
 from tests.conftest import tiny_dict
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from stages.methods import sparse
+from bignn.pruning import sparse
 
 
 def _pruned_linear(amount: float, seed: int = 0) -> nn.Linear:

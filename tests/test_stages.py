@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from bignn import paths, training
+from bignn.channels import kept_widths, l1_keep, prune_channels, widths
+from bignn.channels import layers as channel_layers
+from bignn.config import ConfigError, Params, params_from_dict, replace
+from bignn.data import augment, load_split
+from bignn.forms import load_model
+from bignn.io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from bignn.live import epoch_logger
+from bignn.model import build_model, count_params
+from bignn.pruning import gradual, sparse, unstructured
+from bignn.quantize import int8_bytes
+from bignn.runtime import seed_everything
+from bignn.training import FitSpec, fit, score
 from stages import channel, combine, distill, evaluate, prune, train
-from stages.common import paths, training
-from stages.common.config import ConfigError, Params, params_from_dict, replace
-from stages.common.data import augment, load_split
-from stages.common.forms import load_model
-from stages.common.io import load_checkpoint, save_checkpoint
-from stages.common.live import epoch_logger
-from stages.common.model import build_model, count_params
-from stages.common.runtime import seed_everything
-from stages.common.training import FitSpec, fit, score
-from stages.methods import gradual, sparse, unstructured
-from stages.methods.channels import kept_widths, l1_keep, prune_channels, widths
-from stages.methods.channels import layers as channel_layers
-from stages.methods.quantize import save_int8
 from tests.conftest import tiny_dict
 
 
@@ -264,7 +264,7 @@ def test_channel_stage_rebuilds_smaller_layers_and_an_int8_copy(tiny_params: Par
     save_checkpoint(paths.CHANNEL_MODEL, model)  # the smaller shapes survive a save and load
     assert load_checkpoint(paths.CHANNEL_MODEL)[0].model_args == model.model_args
     int8 = channel.int8_copy(tiny_params, model)
-    save_int8(paths.CHANNEL_INT8_MODEL, int8, model.model_args)
+    atomic_write_bytes(paths.CHANNEL_INT8_MODEL, int8_bytes(int8, model.model_args))
     loaded = load_model(paths.CHANNEL_INT8_MODEL)
     with torch.inference_mode():
         assert torch.equal(loaded(test.images), int8(test.images))  # rebuilt without calibration, same bits
@@ -345,7 +345,7 @@ def test_removing_channels_slices_the_optimizer_state_with_them(trained: Path) -
 def test_nan_fill_of_new_tensors_changes_no_trained_byte(tiny_params: Params, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """seed_everything turns deterministic mode's NaN fill off for speed: the weights must not notice."""
-    import stages.common.runtime as runtime
+    import bignn.runtime as runtime
 
     for fill in (True, False):
         def seeded(seed: int, threads: int, kernels: str, fill: bool = fill) -> torch.Generator:
@@ -408,7 +408,7 @@ def test_portable_kernels_fine_tune_the_masked_layers_dense(tiny_params: Params,
 def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> None:
     """Each epoch row reaches DVCLive as it ends: metrics.json holds the last, one TSV line per epoch."""
     params = replace(tiny_params, train=replace(tiny_params.train, epochs=2))
-    with epoch_logger("train") as log:
+    with epoch_logger("dense") as log:
         _, history = train.run(params, on_epoch=log)
     live = in_tmp / "metrics" / "live" / "train"
     latest = json.loads((live / "metrics.json").read_text())
@@ -420,7 +420,7 @@ def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> No
     assert "seconds" in latest and not (live / "plots" / "metrics" / "seconds.tsv").exists()
     # One-shot pruning has no epochs: its one score is logged as epoch 0, so the stage's metrics file exists.
     save_checkpoint(paths.DENSE_MODEL, train.run(tiny_params)[0])
-    with epoch_logger("finetune") as log:
+    with epoch_logger("pruned") as log:
         prune.run(replace(params, prune=replace(params.prune, finetune_epochs=0)), on_epoch=log)
     assert json.loads((in_tmp / "metrics" / "live" / "finetune" / "metrics.json").read_text())["step"] == 0
 

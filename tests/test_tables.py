@@ -17,7 +17,7 @@ def test_committed_tables_are_what_the_metrics_give() -> None:
     for doc in tables.DOCS:
         text = (ROOT / doc).read_text()
         assert "<!-- begin results -->" in text or doc.name != "README.md"
-        assert tables.render(text, ROOT / "metrics") == text, f"{doc}: run `python -m commands.tables`"
+        assert tables.render(text, ROOT / "metrics") == text, f"{doc}: run `python -m commands tables`"
 
 
 def test_a_changed_metric_changes_its_table(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Matrix products through oneDNN instead of MKL, for kernels: portable (stages/common/kernels.py).
+"""Matrix products through oneDNN instead of MKL, for kernels: portable (bignn/kernels.py).
 
 MKL's float matrix product (every linear layer, forward and backward) takes another code path on AMD than on
 Intel, whatever MKL_CBWR says short of COMPATIBLE, which costs ~2.6x on the big FC layers. oneDNN's AVX2

@@ -11,6 +11,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,3 +105,9 @@ def augment(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Gen
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def split_of(cfg: Any, train: bool, limit: int | None = None) -> Split:
+    """The train or test split that the data section `cfg` names (its train_limit or test_limit, or `limit`)."""
+    default = cfg.train_limit if train else cfg.test_limit
+    return load_split(cfg.root, train=train, limit=default if limit is None else limit, verify=cfg.verify)

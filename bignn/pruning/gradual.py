@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages.common.config import Params
-from stages.common.data import Split, load_split
-from stages.common.training import FitSpec, fit
+from bignn.config import TrainConfig
+from bignn.data import Split
+from bignn.training import FitSpec, fit
 
 
 def cubic_schedule(amount: float, steps: int) -> list[float]:
@@ -32,12 +32,14 @@ def steps_due(step: int, total_steps: int, ramp: float, n_steps: int) -> list[in
     return [k for k in range(n_steps) if step == k * n_ramp // n_steps]
 
 
-def gradual_fit(model: nn.Module, params: Params, cfg: Any, prune_to: Callable[[float, torch.optim.Optimizer], None],
-                test: Split, gen: torch.Generator, desc: str,
+def gradual_fit(model: nn.Module, cfg: Any, train_cfg: TrainConfig,
+                prune_to: Callable[[float, torch.optim.Optimizer], None], train: Split, test: Split,
+                gen: torch.Generator, desc: str,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
                 every_step: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
     """Fine-tune `model` with cfg's keys (prune's or channel's: amount, finetune_epochs, steps, ramp, lr,
-    schedule, batch_size, dropout), training's loss and cfg.augment times training's augmentation;
+    schedule, batch_size, dropout, augment), training's loss (train_cfg) and cfg.augment times training's
+    augmentation, on the `train` split;
     prune_to(target, optimizer) runs at each step of the cubic schedule, every_step(step, total_steps) before
     every optimizer step (and before that step's prune steps). Returns fit()'s history."""
     schedule = cubic_schedule(cfg.amount, cfg.steps)
@@ -52,10 +54,9 @@ def gradual_fit(model: nn.Module, params: Params, cfg: Any, prune_to: Callable[[
         for k in steps_due(step, total_steps, cfg.ramp, len(schedule)):
             prune_to(schedule[k], opt)
 
-    t = params.train
+    t = train_cfg
     spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
                    label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale,
                    schedule=cfg.schedule)
-    train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
     return fit(model, train, test, spec, gen, on_step=on_step, desc=desc, on_epoch=on_epoch)

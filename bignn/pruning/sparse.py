@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from stages.common import onednn_matmul
+from bignn import matmul
 
 # At or below this fraction of kept weights the CSR products beat the dense one, with a margin
-# (`python -m commands.profile sparse-linear`, 2-core AMD EPYC: FC1 forward + backward 11.1 ms at 5% kept,
+# (`python -m commands profile sparse-linear`, 2-core AMD EPYC: FC1 forward + backward 11.1 ms at 5% kept,
 # 22.2 at 15%, 27.7 at 20%, against 24.7-25.3 ms dense at any density).
 MAX_DENSITY = 0.15
 
@@ -116,9 +116,9 @@ def wrap(model: nn.Module, max_density: float | None = None) -> list[str]:
 
     By default nothing is swapped under kernels: portable: torch's CSR products run in MKL's sparse routines,
     which are not known to sum in the same order on every CPU, and portable keeps MKL out of training. The
-    masked layers then train dense through oneDNN (onednn_matmul), to the same zeros.
+    masked layers then train dense through oneDNN (matmul), to the same zeros.
     """
-    if max_density is None and onednn_matmul.installed():
+    if max_density is None and matmul.installed():
         return []
     max_density = MAX_DENSITY if max_density is None else max_density
     swapped = []

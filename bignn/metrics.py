@@ -20,9 +20,9 @@ import psutil
 import torch
 from torch import nn
 
-from stages.common.data import Split
-from stages.common.model import prunable
-from stages.common.training import predict, score_logits
+from bignn.data import Split
+from bignn.model import prunable
+from bignn.training import predict, score_logits
 
 
 def _quantized(m: nn.Module) -> bool:

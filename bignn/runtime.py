@@ -1,4 +1,5 @@
-"""The one place that fixes seeds, threads and the CPU kernels."""
+"""The one place that sets a process up: kernels, matmul routing, threads and determinism (setup), seeds
+(seeded). Every entry point calls setup first; nothing here runs at import."""
 
 from __future__ import annotations
 
@@ -12,42 +13,40 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from stages.common import kernels, onednn_matmul
+from bignn import kernels, matmul
 
 
 def pin_kernels(mode: str) -> None:
     """Check that torch runs under `mode`'s kernel switches and route matrix products for portable.
 
-    The switches themselves are set when the `stages` package is imported (stages/common/kernels.py), before
+    The switches themselves are set when the `stages` package is imported (bignn/kernels.py), before
     torch is; a process that imported torch first gets them only if they were in its environment already.
     """
     wanted = kernels.env_for(mode)
     if kernels.switches_in_effect() != wanted:
-        raise RuntimeError(f"kernels: {mode} needs {_shell(wanted)} before torch starts, but this process has "
-                           f"{_shell(kernels.switches_in_effect())}; run the stage as `python -m stages.<name>`, "
-                           "which sets them from params.yaml")
+        raise ValueError(f"kernels: {mode} needs {_shell(wanted)} before torch starts, but this process has "
+                           f"{_shell(kernels.switches_in_effect())}; run it as `python -m stages <name>` or "
+                           "`python -m commands <name>`, which set them from params.yaml")
     # ATen shows whether its choice came in time (MKL and oneDNN cannot be asked; they read their switch at
     # the same moment, the first op).
     capability = torch.backends.cpu.get_cpu_capability()
     if mode in kernels.CAPABILITY and capability != kernels.CAPABILITY[mode]:
         if mode == "portable" and capability == "DEFAULT":
-            raise RuntimeError("kernels: portable needs a CPU with AVX2; this one has none: set kernels: baseline")
-        raise RuntimeError(f"kernels: {mode} was set after torch had chosen {capability} kernels; start the "
+            raise ValueError("kernels: portable needs a CPU with AVX2; this one has none: set kernels: baseline")
+        raise ValueError(f"kernels: {mode} was set after torch had chosen {capability} kernels; start the "
                            f"process with {_shell(wanted)}")
     if mode == "portable":
-        onednn_matmul.install()
+        matmul.install()
 
 
 def _shell(env: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in env.items()) or "none of " + " ".join(kernels.SWITCHES)
 
 
-def seed_everything(seed: int, threads: int, kernels: str) -> torch.Generator:
-    """Pin the kernels, seed every RNG, fix the thread count and ask torch for deterministic kernels.
-
-    Returns a generator for data order and augmentation, so those do not depend on how many
-    random numbers the model's own layers (dropout) have drawn.
-    """
+def setup(threads: int, kernels: str) -> None:
+    """Everything process-wide, once, at the start of an entry point: the kernels checked and, for portable,
+    the matrix products routed through oneDNN (this patches torch's `mm`, `addmm` and `bmm` for the rest of the
+    process: bignn/matmul.py), the thread count fixed, and deterministic kernels asked for."""
     pin_kernels(kernels)
     # Thread count changes the order of float reductions in some kernels, so it is fixed by params,
     # not taken from the machine.
@@ -61,6 +60,11 @@ def seed_everything(seed: int, threads: int, kernels: str) -> torch.Generator:
     # Adam's moments for pruned (always-zero-gradient) weights decay geometrically into denormal floats,
     # which x86 handles ~100x slower: fine-tuning ran 25% slower without this.
     torch.set_flush_denormal(True)
+
+
+def seeded(seed: int) -> torch.Generator:
+    """Seed every RNG; returns a generator for data order and augmentation, so those do not depend on how
+    many random numbers the model's own layers (dropout) have drawn."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -78,7 +82,8 @@ def cli(main: Callable[[], None]) -> None:
     if not inspect.signature(main).parameters:
         spec = main.__globals__.get("__spec__")  # the module main() was defined in, however it was started
         name = getattr(spec, "name", None) or main.__module__
-        argparse.ArgumentParser(prog=f"python -m {name}", description=main.__globals__.get("__doc__"),
+        argparse.ArgumentParser(prog="python -m " + name.replace(".", " ", 1),
+                                description=main.__globals__.get("__doc__"),
                                 epilog="Reads params.yaml in the current folder.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     try:

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from stages.common.config import Params, PruneConfig
-from stages.common.data import Split
-from stages.common.live import EpochLogger
-from stages.common.model import prunable
-from stages.common.training import prepare, score
-from stages.methods import regrow, sparse
-from stages.methods.gradual import gradual_fit, ramp_steps
+from bignn.config import PruneConfig, TrainConfig
+from bignn.data import Split
+from bignn.live import EpochLogger
+from bignn.model import prunable
+from bignn.pruning import regrow, sparse
+from bignn.pruning.gradual import gradual_fit, ramp_steps
+from bignn.training import prepare, score
 
 
 def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -152,8 +152,9 @@ def _regrowth(model: nn.Module, cfg: PruneConfig) -> Callable[[int, int], None]:
     return every_step
 
 
-def prune_model(model: nn.Module, params: Params, cfg: PruneConfig, test: Split, gen: torch.Generator,
-                on_epoch: EpochLogger | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def prune_model(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, train: Split, test: Split,
+                gen: torch.Generator, on_epoch: EpochLogger | None = None,
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Prune `model` in place to cfg.amount, fine-tuning as cfg says; returns its sparsity report and fine-tune
     history (each row also to on_epoch; one-shot pruning logs its one score as epoch 0)."""
     pruner = PRUNERS[cfg.method]
@@ -180,7 +181,8 @@ def prune_model(model: nn.Module, params: Params, cfg: PruneConfig, test: Split,
                 sparse.wrap(model)
 
         every_step = _regrowth(model, cfg) if cfg.regrow > 0 else None
-        history = gradual_fit(model, params, cfg, prune_to, test, gen, "fine-tune", on_epoch, every_step)
+        history = gradual_fit(model, cfg, train_cfg, prune_to, train, test, gen, "fine-tune", on_epoch,
+                              every_step)
         sparse.unwrap(model)
     make_permanent(model)
     rows = layer_sparsity(model)

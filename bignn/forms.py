@@ -10,10 +10,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stages.common.io import float_model, read_checkpoint
-from stages.common.model import BigCNN
-from stages.methods.compression import load_compressed
-from stages.methods.quantize import int8_from_checkpoint
+from bignn.compression import DECODE_ERRORS, decode_file
+from bignn.io import CheckpointError, float_model, read_checkpoint
+from bignn.model import BigCNN
+from bignn.quantize import int8_from_checkpoint
+
+
+def load_compressed(path: str | Path) -> BigCNN:
+    """The model in a compressed .bin file; a missing, truncated or foreign file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such compressed model (run `dvc repro compress` first)")
+    try:
+        return decode_file(path.read_bytes())
+    except DECODE_ERRORS as exc:
+        raise CheckpointError(f"{path} is not a readable compressed model: {str(exc).splitlines()[0]}") from None
 
 
 def load_model(path: str | Path) -> nn.Module:

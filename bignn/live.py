@@ -6,10 +6,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from stages.common import paths
+from bignn import paths
 
-# DVCLive's own default is ./dvclive; here the logs sit with the other metrics.
-LIVE_DIR = paths.METRICS_DIR / "live"
+# DVCLive's own default is ./dvclive; here the logs sit with the other metrics (paths.live_dir).
 
 EpochLogger = Callable[[dict[str, float]], None]
 
@@ -22,7 +21,7 @@ def epoch_logger(name: str) -> Iterator[EpochLogger]:
     from dvclive import Live  # imports dvc: only where a stage writes logs, not in every run() a test calls
 
     # dvcyaml=None: dvc.yaml declares these files itself; save_dvc_exp: DVC, not the logger, makes experiments.
-    with Live(dir=str(LIVE_DIR / name), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    with Live(dir=str(paths.live_dir(name)), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         def log(row: dict[str, float]) -> None:
             live.step = int(row["epoch"])  # the x axis is the epoch, 1-based, not DVCLive's 0-based step count
             for key, value in row.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stages.common.model import BigCNN
+from bignn.model import BigCNN
 
 
 def layers(model: BigCNN) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d], list[nn.Linear]]:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from stages.common.data import Split, augment
+from bignn.data import Split, augment
 
 
 @dataclass(frozen=True)
@@ -19,14 +19,14 @@ class FitSpec:
     epochs: int
     batch_size: int
     lr: float
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    max_shift: float = 0.0
-    max_rotate: float = 0.0
-    max_scale: float = 0.0
+    weight_decay: float
+    label_smoothing: float
+    max_shift: float
+    max_rotate: float
+    max_scale: float
     # onecycle: warm-up then anneal, for training from scratch; cosine: straight decay from lr,
     # for fine-tuning weights that are already good.
-    schedule: str = "onecycle"
+    schedule: str
 
 
 # Conv layers run in channels-last (NHWC) layout: oneDNN's CPU conv kernels are NHWC, so in the default NCHW

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages.common.io import CheckpointError, atomic_write_bytes
-from stages.common.model import build_model
+from bignn.io import CheckpointError
+from bignn.model import build_model
 
 BACKEND = "x86"  # fbgemm's kernels, picked per CPU (AVX2 here)
 # The checkpoint's "format" key: a file without it is a float checkpoint.
@@ -22,7 +22,7 @@ INT8_FORMAT = "torch.ao-fx-int8-x86"
 class Int8Model(nn.Module):
     """An int8 graph that runs with torch's deterministic-algorithms check off for its own forward pass.
 
-    The stages turn that check on (runtime.seed_everything), and it refuses fbgemm's resize of an int8 output
+    The stages turn that check on (runtime.setup), and it refuses fbgemm's resize of an int8 output
     tensor, which has no "deterministic" twin. The int8 kernels give the same bits run after run (tested)."""
 
     def __init__(self, graph: nn.Module) -> None:
@@ -61,12 +61,12 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
     return _convert(copy.deepcopy(model), calibration, batch_size)
 
 
-def save_int8(path: Any, model: Int8Model, model_args: dict[str, Any]) -> None:
+def int8_bytes(model: Int8Model, model_args: dict[str, Any]) -> bytes:
     """The int8 model's state dict (int8 weights with their scales, activation scales) and the float model's
     constructor arguments; bytes built in memory, so equal models give equal files."""
     buf = io.BytesIO()
     torch.save({"format": INT8_FORMAT, "model_args": model_args, "state_dict": model.graph.state_dict()}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def int8_from_checkpoint(ckpt: dict[str, Any], path: Any) -> Int8Model:

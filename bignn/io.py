@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from stages.common.model import BigCNN, build_model
+from bignn.model import BigCNN, build_model
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

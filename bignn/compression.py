@@ -25,11 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stages.common.config import Params
-from stages.common.io import CheckpointError
-from stages.common.model import BigCNN, build_model, prunable
-from stages.common.runtime import pin_kernels
-from stages.methods.entropy import (
+from bignn.config import CompressConfig
+from bignn.entropy import (
     Decoder,
     Encoder,
     best_axis,
@@ -40,6 +37,7 @@ from stages.methods.entropy import (
     kmeans_1d,
     random_positions_bits,
 )
+from bignn.model import BigCNN, build_model, prunable
 
 MAGIC = b"BIGNN-SPARSE-1\n"
 STREAMS = ("positions", "values", "scales", "dense")
@@ -372,27 +370,21 @@ def decode_range(data: bytes) -> BigCNN:
     return model
 
 
-def load_compressed(path: str | Path) -> BigCNN:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such compressed model (run `dvc repro compress` first)")
-    try:
-        data = path.read_bytes()
-        if data.startswith(b"BIGNN-SPARSE-2\n"):
-            raise ValueError("written by an older version of this pipeline (BIGNN-SPARSE-2): run `dvc repro` "
-                             "to write it again")
-        return decode_range(data) if data.startswith(RANGE_MAGIC) else decode(data)
-    except (ValueError, KeyError, IndexError, struct.error, lzma.LZMAError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is not a readable compressed model: {str(exc).splitlines()[0]}") from None
+def decode_file(data: bytes) -> BigCNN:
+    """The model in a compressed file's bytes, whichever coder wrote it; ValueError (and lzma's, struct's
+    errors) for anything else."""
+    return decode_range(data) if data.startswith(RANGE_MAGIC) else decode(data)
 
 
-def compress_model(params: Params, model: torch.nn.Module, dense_bytes: int,
+DECODE_ERRORS = (ValueError, KeyError, IndexError, struct.error, lzma.LZMAError, RuntimeError)
+
+
+def compress_model(cfg: CompressConfig, model: torch.nn.Module, dense_bytes: int,
                    source_bytes: int) -> tuple[bytes, dict[str, Any]]:
     """The artifact's bytes and a size report: against the dense checkpoint and the model's own checkpoint
     (source_bytes), and in bits per nonzero weight split into positions, values (with codebooks and scales)
-    and everything else."""
-    pin_kernels(params.kernels)  # k-means sums floats: its codebook must not depend on the CPU either
-    cfg = params.compress
+    and everything else. k-means sums floats: run it under the pinned kernels (runtime.setup), so the codebook
+    does not depend on the CPU either."""
     if cfg.coder == "range":
         data, parts = encode_range(model, cfg.bits, cfg.quantizer)
         decode_range(data)  # a file that cannot be read back is never written

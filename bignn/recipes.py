@@ -1,0 +1,90 @@
+"""What each training stage computes, as functions of the params and of splits and models already loaded.
+
+The stages load their inputs, seed the run (runtime.seeded) and call one of these; commands.seeds calls the
+same ones once per seed. Nothing here reads or writes a file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from bignn.channels import kept_widths, prune_channels, widths
+from bignn.config import DistillConfig, Params, TrainConfig
+from bignn.data import Split
+from bignn.live import EpochLogger
+from bignn.model import BigCNN, build_model, count_params, model_args_from
+from bignn.pruning.gradual import gradual_fit
+from bignn.pruning.unstructured import prune_model
+from bignn.training import FitSpec, LossFn, cached_distillation, distillation_loss, fit, prepare, score
+
+History = list[dict[str, Any]]
+
+
+def dense_fit_spec(t: TrainConfig) -> FitSpec:
+    return FitSpec(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
+                   max_scale=t.max_scale, schedule="onecycle")
+
+
+def train_dense(params: Params, train: Split, test: Split, gen: torch.Generator,
+                on_epoch: EpochLogger | None = None) -> tuple[BigCNN, History]:
+    """The big CNN trained from scratch (its init from torch's global RNG: seed it first)."""
+    model = build_model(**model_args_from(params.model))
+    print(f"model: {count_params(model):,} parameters, {len(train)} training images", flush=True)
+    return model, fit(model, train, test, dense_fit_spec(params.train), gen, desc="train", on_epoch=on_epoch)
+
+
+def _one_shot_row(model: nn.Module, test: Split, on_epoch: EpochLogger | None) -> History:
+    """One-shot pruning logs its one score as epoch 0."""
+    row = {"epoch": 0, **{f"test_{k}": v for k, v in score(model, test).items()}}
+    if on_epoch is not None:
+        on_epoch(row)
+    return [row]
+
+
+def channel_prune(model: BigCNN, params: Params, train: Split, test: Split, gen: torch.Generator,
+                  on_epoch: EpochLogger | None = None) -> History:
+    """Remove channel.amount of every hidden layer's channels while fine-tuning (in place: the layers are rebuilt
+    smaller at every step); returns the fine-tune history."""
+    cfg = params.channel
+    dense = widths(model)
+    if cfg.finetune_epochs == 0:
+        prune_channels(model, kept_widths(dense, cfg.amount))
+        return _one_shot_row(model, test, on_epoch)
+    return gradual_fit(model, cfg, params.train,
+                       lambda target, opt: prune_channels(model, kept_widths(dense, target), opt),
+                       train, test, gen, "channel fine-tune", on_epoch)
+
+
+def teacher_loss(teacher: nn.Module, cfg: DistillConfig, label_smoothing: float, train: Split) -> LossFn:
+    if cfg.soft_targets == "cached":
+        return cached_distillation(teacher, train, cfg.temperature, cfg.alpha, label_smoothing)
+    prepare(teacher).eval()
+
+    def live(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        # The teacher sees the student's own augmented batch: soft targets for exactly these images.
+        with torch.no_grad():
+            target = teacher(images)
+        return distillation_loss(logits, target, labels, cfg.temperature, cfg.alpha, label_smoothing)
+
+    return live
+
+
+def train_student(params: Params, train: Split, test: Split, gen: torch.Generator, teacher: nn.Module | None,
+                  on_epoch: EpochLogger | None = None) -> tuple[BigCNN, History]:
+    """The student from its seeded init; distilled from `teacher`, or from the labels alone with None."""
+    cfg, t = params.distill, params.train
+    student = build_model(**model_args_from(cfg.student))
+    spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
+                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
+                   max_scale=t.max_scale, schedule="onecycle")
+    loss_fn = None if teacher is None else teacher_loss(teacher, cfg, t.label_smoothing, train)
+    history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
+                  desc="distill" if teacher is not None else "student", on_epoch=on_epoch)
+    return student, history
+
+
+__all__ = ["channel_prune", "dense_fit_spec", "prune_model", "teacher_loss", "train_dense", "train_student"]
