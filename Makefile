@@ -31,7 +31,7 @@ bench: install
 
 # `dvc exp show` has over 100 columns (every metric of every file, every param and dep); this is one row per
 # experiment with the params a sweep changes and the headline metrics.
-EXP_COLUMNS := Experiment|State|prune\.(amount|seed|finetune_epochs)|channel\.amount|compress\.bits|metrics/(dense|pruned|compressed|channel)\.json:accuracy|metrics/(compress|combine)\.json:times_smaller_than_dense|metrics/compress\.json:bits_per_nonzero|metrics/pruned\.json:latency_b1_ms
+EXP_COLUMNS := Experiment|State|prune\.(amount|seed|finetune_epochs)|channel\.amount|compress\.bits|metrics/(dense|pruned|compressed|channel)\.json:accuracy|metrics/stages/(compress|combine)\.json:times_smaller_than_dense|metrics/stages/compress\.json:bits_per_nonzero|metrics/pruned\.json:latency_b1_ms
 exps: install
 	$(RUN) dvc exp show --md --drop '.*' --keep '$(EXP_COLUMNS)'
 

@@ -222,7 +222,7 @@ def _dense_tensors(model: BigCNN) -> list[np.ndarray]:
     weight / sqrt(var + eps) and the shift bias - mean * scale that inference applies (its running statistics
     and step counter are not stored), every float in float16. Biases and batch norms are under 1% of a small
     model's parameters but were nearly a third of its file in float32; float16 rounding moved test accuracy by
-    at most five images either way on the files measured (docs/log.md)."""
+    at most five images either way on the files measured (docs/history.md)."""
     sparse = _sparse_names(model)
     norms, state = _batch_norms(model), model.state_dict()
     out = []

@@ -7,12 +7,18 @@ import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import torch
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from torch import nn
+
+from bignn.config import EvaluateConfig
+from bignn.data import Split
+from bignn.metrics import speed_metrics, speed_of
+from bignn.training import predict, prepare, score_logits
 
 # ONNX opset of the export; onnxruntime 1.32 runs up to 23.
 OPSET = 18
@@ -95,3 +101,41 @@ def ort_int8(data: bytes, calibration: torch.Tensor, batch_size: int = 250) -> b
         finally:
             logging.disable(logging.NOTSET)
         return dst.read_bytes()
+
+
+def compare(model: nn.Module, test: Split, cfg: EvaluateConfig, threads: int) -> tuple[bytes, dict[str, Any]]:
+    """The ONNX bytes of a float model and how onnxruntime's run of them compares with torch's: top-1
+    agreement, the largest logit difference, and each engine's accuracy and speed (evaluate's keys)."""
+    data = to_onnx(model)
+    sess = session(data, threads)
+    name = sess.get_inputs()[0].name
+    ort_logits = run_logits(sess, test.images, cfg.batch_size)
+    model = prepare(model)  # the layout evaluate measures torch in
+    torch_logits = predict(model, test, cfg.batch_size)
+    agree = (ort_logits.argmax(1) == torch_logits.argmax(1)).sum().item()
+    report = {"onnx_bytes": len(data), "top1_agreement": agree / len(test),
+              "max_abs_logit_diff": (ort_logits - torch_logits).abs().max().item(),
+              "onnxruntime": {"accuracy": score_logits(ort_logits, test.labels)["accuracy"],
+                              # .numpy() shares the tensor's memory: no copy inside the timed call.
+                              **speed_of(lambda x: sess.run(None, {name: x.numpy()}), test, cfg.batch_size,
+                                         cfg.latency_runs, cfg.throughput_batches)},
+              "torch": {"accuracy": score_logits(torch_logits, test.labels)["accuracy"],
+                        **speed_metrics(model, test, cfg.batch_size, cfg.latency_runs, cfg.throughput_batches)}}
+    return data, report
+
+
+def compare_int8(float_data: bytes, torch_int8: nn.Module, calibration: torch.Tensor, test: Split,
+                 cfg: EvaluateConfig, threads: int) -> dict[str, Any]:
+    """onnxruntime's static int8 of a float ONNX model against torch's int8 of the same model: top-1 agreement
+    over the test set, accuracy and speed of both ONNX forms."""
+    reference = predict(torch_int8, test, cfg.batch_size)
+    report: dict[str, Any] = {}
+    for name, data in (("float", float_data), ("ort_int8", ort_int8(float_data, calibration))):
+        sess = session(data, threads)
+        logits = run_logits(sess, test.images, cfg.batch_size)
+        agree = (logits.argmax(1) == reference.argmax(1)).float().mean().item()
+        report[name] = {"onnx_bytes": len(data), "accuracy": score_logits(logits, test.labels)["accuracy"],
+                        "top1_agreement_with_torch_int8": agree,
+                        **speed_of(lambda x, s=sess: s.run(None, {"image": x.numpy()}), test, cfg.batch_size,
+                                   cfg.latency_runs, cfg.throughput_batches)}
+    return report

@@ -18,8 +18,12 @@ import torch
 
 from bignn.model import BigCNN, build_model
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class CheckpointError(ValueError):
@@ -37,7 +41,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         raise OSError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give outputs the usual mode
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give outputs the usual mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

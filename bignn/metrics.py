@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
@@ -161,3 +162,23 @@ def machine_metrics(threads: int, kernels: str) -> dict[str, float | str]:
             "physical_cores": psutil.cpu_count(logical=False) or 0, "logical_cores": os.cpu_count() or 0,
             "threads": threads, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "torch": torch.__version__}
+
+
+def measure(model: nn.Module, checkpoint: Path, test: Split, cfg: Any) -> tuple[dict[str, float], list[int]]:
+    """Every metric of one model read from `checkpoint` (its file's size among them), with evaluate's
+    settings `cfg` (batch_size, latency_runs, throughput_batches), plus its predictions on the test set."""
+    acc, preds = accuracy_metrics(model, test, cfg.batch_size)
+    metrics = {**acc, **size_metrics(model, checkpoint), **memory_metrics(model, test, cfg.batch_size),
+               **speed_metrics(model, test, cfg.batch_size, cfg.latency_runs, cfg.throughput_batches)}
+    return metrics, preds.tolist()
+
+
+def error_rows(labels: list[int], preds: list[int]) -> list[dict[str, int]]:
+    """The test images a model gets wrong, one (actual, predicted) row each, in test-set order."""
+    return [{"actual": a, "predicted": p} for a, p in zip(labels, preds, strict=True) if a != p]
+
+
+def frontier_rows(models: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per model (name -> its metrics) for the accuracy-per-byte and per-millisecond plots."""
+    return [{"model": name, "accuracy": m["accuracy"], "checkpoint_bytes": m["checkpoint_bytes"],
+             "latency_b1_ms": round(m["latency_b1_ms"], 4)} for name, m in models.items()]

@@ -25,6 +25,9 @@ STUDENT_MODEL = MODELS_DIR / "student.pth"
 DENSE_ONNX = MODELS_DIR / "dense.onnx"
 CHANNEL_ONNX = MODELS_DIR / "channel.onnx"
 STUDENT_ONNX = MODELS_DIR / "student.onnx"
+# Every model file evaluate measures, by form name.
+MODEL_FILES = {"dense": DENSE_MODEL, "pruned": PRUNED_MODEL, "compressed": COMPRESSED_MODEL, "channel": CHANNEL_MODEL,
+               "channel_int8": CHANNEL_INT8_MODEL, "combined": COMBINED_MODEL, "student": STUDENT_MODEL}
 METRICS_DIR = Path("metrics")
 LAYER_SPARSITY = METRICS_DIR / "layers_pruned.csv"
 

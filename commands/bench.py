@@ -137,8 +137,9 @@ def measure_input_pipeline(params: Params) -> dict[str, float]:
     gen = seeded(params.seed)
     train = load_split(params.data.root, train=True, limit=cfg.pipeline_images, verify=params.data.verify)
     model = build_model(**model_args_from(params.model))
-    spec = FitSpec(epochs=1, batch_size=t.batch_size, lr=t.lr, max_shift=t.max_shift, max_rotate=t.max_rotate,
-                   max_scale=t.max_scale)
+    # The input pipeline is what is compared: no weight decay or label smoothing, as the DataLoader run has none.
+    spec = FitSpec(epochs=1, batch_size=t.batch_size, lr=t.lr, weight_decay=0.0, label_smoothing=0.0,
+                   max_shift=t.max_shift, max_rotate=t.max_rotate, max_scale=t.max_scale, schedule="onecycle")
     history = fit(model, train, None, spec, gen, desc="bench: this trainer")
     ours = len(train) / history[-1]["seconds"]
     zoom = (1 - t.max_scale, 1 + t.max_scale) if t.max_scale > 0 else None

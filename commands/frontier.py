@@ -56,7 +56,7 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "channel int8": (_file("channel_int8"), ("channel.amount",)),
     "channel + unstructured + compressed": (_file("combined"), ("channel.amount", "combine.amount")),
     "student (distilled)": (_file("student"), STUDENT),
-    "student alone": (_file("student_scratch"), STUDENT),
+    "student alone": (_file("student"), STUDENT),
     # The combine stage's file again, when `combine.source: student` made it from the student.
     "student + unstructured + compressed": (_file("combined"), ("combine.amount",)),
 }
@@ -64,11 +64,14 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 def made_here(method: str, params: Mapping[str, Any]) -> bool:
     """Whether an experiment with these params made this method's model: the combine stage's one file is the
-    channel model's or the student's, as combine.source says; a distilled student exists only with
-    distill.alpha > 0 (otherwise both student files hold the student alone)."""
+    channel model's or the student's, as combine.source says; the one student file holds the distilled
+    student where distill.alpha > 0, the student alone otherwise."""
     source = params.get("combine", {}).get("source", "channel")
+    distilled = float(params.get("distill", {}).get("alpha", 0.0)) > 0
     if method == "student (distilled)":
-        return float(params.get("distill", {}).get("alpha", 0.0)) > 0
+        return distilled
+    if method == "student alone":
+        return not distilled
     if method == "channel + unstructured + compressed":
         return source == "channel"
     if method == "student + unstructured + compressed":

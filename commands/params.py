@@ -163,15 +163,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="a Hydra override, as `dvc exp run -S` takes it: prune=p99, prune.amount=0.9")
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if params.yaml differs")
     args = ap.parse_args(argv)
-    text, doc = compose(args.overrides), params_doc()
+    text = compose(args.overrides)
+    # docs/params.md is this project's page: a copy of the pipeline without docs/ (the tests' tiny repos) has
+    # only params.yaml to write.
+    outputs = [(paths.PARAMS_FILE, text)] + ([(PARAMS_DOC, params_doc())] if PARAMS_DOC.parent.is_dir() else [])
     if args.check:
-        for path, want in ((paths.PARAMS_FILE, text), (PARAMS_DOC, doc)):
+        for path, want in outputs:
             if not path.exists() or path.read_text(encoding="utf-8") != want:
                 print(f"{path} is not what {paths.CONF_DIR}/ gives: run `python -m commands params`", file=sys.stderr)
                 sys.exit(1)
         return
-    atomic_write_bytes(paths.PARAMS_FILE, text.encode("utf-8"))
-    atomic_write_bytes(PARAMS_DOC, doc.encode("utf-8"))
+    for path, content in outputs:
+        atomic_write_bytes(path, content.encode("utf-8"))
     print(f"wrote {paths.PARAMS_FILE} from {paths.CONF_DIR}/" + (f" with {' '.join(args.overrides)}"
                                                                  if args.overrides else ""))
 

@@ -18,25 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bignn import paths
 from commands import frontier
 
 DOCS = [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
 # metrics/<file>.json -> column title, in the order the pipeline makes them
 MODELS = {"dense": "dense", "pruned": "pruned", "compressed": "compressed", "channel": "channel",
-          "channel_int8": "channel int8", "combined": "combined", "student": "student (distilled)",
-          "student_scratch": "student alone"}
-
-
-def _models(metrics: Path) -> dict[str, str]:
-    """MODELS, but where params.yaml beside the metrics says distill.alpha is 0 both student files hold the
-    student trained alone: one column, "student"."""
-    params = metrics.parent / "params.yaml"
-    if not params.exists() or yaml.safe_load(params.read_text())["distill"]["alpha"] > 0:
-        return MODELS
-    return {k: "student" if k == "student" else v for k, v in MODELS.items() if k != "student_scratch"}
+          "channel_int8": "channel int8", "combined": "combined", "student": "student"}
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -49,7 +37,7 @@ def _row(title: str, cells: Sequence[str]) -> str:
 
 def results(metrics: Path) -> str:
     """One column per model, one row per measurement: `dvc metrics show` as one table."""
-    models = _models(metrics)
+    models = MODELS
     m = {name: _json(metrics / f"{name}.json") for name in models}
     dense_bytes = m["dense"]["checkpoint_bytes"]
 
@@ -95,7 +83,7 @@ def seeds(metrics: Path) -> str:
     dense = _json(metrics / "dense.json")["accuracy"]
     lines = [_row("model", ["committed run (%)", "mean ± std over seeds (%)", "each seed",
                             "mean vs the committed dense (pt)", "command"]), _row("---", ["---"] * 5)]
-    for name, title in _models(metrics).items():
+    for name, title in MODELS.items():
         path = metrics / paths.SEEDS_DIR.name / f"{name}.json"
         if not path.exists():
             continue
@@ -165,8 +153,9 @@ def frontier_layers(metrics: Path, presets: Sequence[str]) -> str:
 
 
 def distill_study(metrics: Path) -> str:
-    """Distilled vs alone students paired by seed (metrics/distill_study.json, commands.distill_study)."""
-    d = _json(metrics / paths.DISTILL_STUDY_JSON.name)
+    """Distilled vs alone students paired by seed (metrics/distill_study.json: the finished study, whose command
+    is in git at a6b810d, commands/distill_study.py)."""
+    d = _json(metrics / "distill_study.json")
     st = d["student"]
     lines = [_row("temperature", ["seeds", "distilled (%), mean ± std", "alone (%), mean ± std",
                                   "paired gain (pt), mean ± standard error", "verdict"]), _row("---", ["---"] * 5)]
@@ -196,7 +185,7 @@ def compression(metrics: Path) -> str:
              _row("---", ["---"] * 8)]
     for title, report, model in (("models/compressed.bin (prune + compress)", "compress", "compressed"),
                                  ("models/combined.bin (channel + combine)", "combine", "combined")):
-        r, m = _json(metrics / f"{report}.json"), _json(metrics / f"{model}.json")
+        r, m = _json(metrics / "stages" / f"{report}.json"), _json(metrics / f"{model}.json")
         lines.append(_row(title, [
             f"{r['nonzero_weights']:,}", f"{r['bytes']:,} ({r['times_smaller_than_dense']:.1f}x)",
             f"{r['bits_per_nonzero']:.2f}", f"{r['positions_bits_per_nonzero']:.2f}",
@@ -215,7 +204,7 @@ def bench(metrics: Path) -> str:
 
 def export(metrics: Path) -> str:
     """Each exported ONNX file checked against torch (metrics/stages/export.json), and the machine of the run."""
-    d = _json(metrics / "export.json")
+    d = _json(metrics / "stages" / "export.json")
     lines = [_row("model", ["ONNX bytes", "same top-1", "max \\|logit diff\\|", "accuracy: torch / onnxruntime",
                             "batch-1 latency (ms): torch / onnxruntime", "batch-256 img/s: torch / onnxruntime"]),
              _row("---", ["---"] * 6)]
@@ -230,8 +219,8 @@ def export(metrics: Path) -> str:
 
 
 # `make exps`'s columns after Experiment and State, in the order `dvc exp show` gives them.
-EXPS_METRICS = (("combine", "times_smaller_than_dense"), ("compress", "bits_per_nonzero"),
-                ("compress", "times_smaller_than_dense"), ("dense", "accuracy"), ("pruned", "accuracy"),
+EXPS_METRICS = (("stages/combine", "times_smaller_than_dense"), ("stages/compress", "bits_per_nonzero"),
+                ("stages/compress", "times_smaller_than_dense"), ("dense", "accuracy"), ("pruned", "accuracy"),
                 ("pruned", "latency_b1_ms"), ("compressed", "accuracy"), ("channel", "accuracy"))
 EXPS_PARAMS = ("prune.amount", "prune.finetune_epochs", "prune.seed", "channel.amount", "compress.bits")
 

@@ -30,7 +30,7 @@ def sh(cwd: Path, *cmd: str) -> str:
 
 def make_repo(repo: Path) -> Path:
     """This project's code and dvc.yaml with tiny params, committed; nothing run yet."""
-    for package in ("stages", "commands"):
+    for package in ("bignn", "stages", "commands"):
         shutil.copytree(ROOT / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)

@@ -15,8 +15,19 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def prose(text: str) -> str:
+    """The page without its fenced code blocks: a `# comment` in a shell block is no heading."""
+    return re.sub(r"^```.*?^```[^\n]*$", "", text, flags=re.M | re.S)
+
+
+def test_every_code_fence_is_closed() -> None:
+    """An odd number of fence lines renders the rest of the page as code (its headings and links with it)."""
+    odd = [p.name for p in PAGES if len(re.findall(r"^```", p.read_text(), re.M)) % 2]
+    assert not odd, odd
+
+
 def test_every_link_between_the_pages_resolves() -> None:
-    headings = {p: {anchor(h) for h in re.findall(r"^#+\s+(.*)$", p.read_text(), re.M)} for p in PAGES}
+    headings = {p: {anchor(h) for h in re.findall(r"^#+\s+(.*)$", prose(p.read_text()), re.M)} for p in PAGES}
     broken = []
     for page in PAGES:
         for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):

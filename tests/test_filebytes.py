@@ -29,7 +29,7 @@ def _trained_like(seed: int = 0) -> torch.nn.Module:
 def test_the_streams_add_up_to_the_file(tiny_params: Params) -> None:
     params = replace(tiny_params, compress=replace(tiny_params.compress, coder="range", quantizer="kmeans", bits=4))
     model = _trained_like()
-    data, _ = compress_model(params, model, 10**6, 10**6)
+    data, _ = compress_model(params.compress, model, 10**6, 10**6)
     r = filebytes.report(data)
     assert r["bytes"] == len(data) == len(RANGE_MAGIC) + sum(8 + n for n in r["streams"].values())
     assert r["container_raw"] == sum(8 + v["raw"] for v in r["small"].values())
@@ -41,7 +41,7 @@ def test_the_streams_add_up_to_the_file(tiny_params: Params) -> None:
 
 def test_main_prints_every_part(tiny_params: Params, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     params = replace(tiny_params, compress=replace(tiny_params.compress, coder="range", quantizer="kmeans", bits=4))
-    data, _ = compress_model(params, _trained_like(1), 10**6, 10**6)
+    data, _ = compress_model(params.compress, _trained_like(1), 10**6, 10**6)
     (tmp_path / "m.bin").write_bytes(data)
     filebytes.main([str(tmp_path / "m.bin")])
     out = capsys.readouterr().out

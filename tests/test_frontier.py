@@ -58,7 +58,8 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
                                             _exp("sweep-1", 0.5, 0.5, 0, 50.0)]}]
     pts = list(frontier.points(shown))
     # Every model of the size groups; of the preset, the dense and the unstructured one only; no sweep-1.
-    assert len(pts) == 3 * (len(frontier.METHODS) - 1) + 2  # size groups: the channel model is combined
+    # size groups: the channel model is combined, the student distilled (alpha 0.5), so one student method each
+    assert len(pts) == 3 * (len(frontier.METHODS) - 2) + 2
     rows = frontier.summarize(pts)
     # The dense model: one point over every experiment's measurement of it.
     assert rows[0]["method"] == "dense" and rows[0]["runs"] == 4 and rows[0]["setting"] == "as trained"
@@ -73,7 +74,8 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
     assert unstructured["bytes"] == 1000  # mean of 1000 and 1001, rounded
     combined = {r["setting"] for r in rows if r["method"] == "channel + unstructured + compressed"}
     assert combined == {"channel.amount 0.5 + combine.amount 0.8", "channel.amount 0.75 + combine.amount 0.8"}
-    assert {r["setting"] for r in rows if r["method"] == "student alone"} == {"conv 16/32/64 + FC 128"}
+    assert {r["setting"] for r in rows if r["method"] == "student (distilled)"} == {"conv 16/32/64 + FC 128"}
+    assert not [r for r in rows if r["method"] == "student alone"]
     # The CSV reads back as written: no cell carries a comma, every type returns.
     write_csv(tmp_path / "f.csv", rows)
     assert frontier.read_rows(tmp_path / "f.csv") == rows
@@ -124,8 +126,9 @@ def test_a_combine_preset_on_the_student_is_its_own_method_and_names_are_unique(
         ("dense", "as trained"), ("student + unstructured + compressed", "combine.amount 0.88 (s16)")]
     # A size group on the channel model never yields the student's method, and the reverse.
     size = list(frontier.points([{"rev": "abc", "experiments": [_exp("frontier-default-0", 0.95, 0.75, 0, 99.3)]}]))
-    assert {p["method"] for p in size} == set(frontier.METHODS) - {"student + unstructured + compressed"}
-    # Without distillation (alpha 0) both student files hold the student alone: counted once, as that.
+    assert {p["method"] for p in size} == set(frontier.METHODS) - {"student + unstructured + compressed",
+                                                                    "student alone"}
+    # Without distillation (alpha 0) the student file holds the student alone: counted as that.
     plain = _exp("frontier-default-0", 0.95, 0.75, 0, 99.3)
     plain["revs"][0]["data"]["params"]["params.yaml"]["data"]["distill"]["alpha"] = 0.0
     alone = {p["method"] for p in frontier.points([{"rev": "abc", "experiments": [plain]}])}
@@ -145,7 +148,7 @@ def test_preset_layers_count_the_nonzeros_of_each_presets_lowest_seed_file(tiny_
     model = build_model([4, 8], [16])
     with torch.no_grad():
         model.classifier[1].weight[:, ::2] = 0  # half of the first FC layer's weights gone
-    data, _ = compress_model(tiny_params, model, 10**6, 10**6)
+    data, _ = compress_model(tiny_params.compress, model, 10**6, 10**6)
     digest = "ab" + "0" * 30
     (tmp_path / "ab").mkdir()
     (tmp_path / "ab" / digest[2:]).write_bytes(data)

@@ -15,8 +15,8 @@ import nbformat
 import pytest
 import yaml
 
+from bignn import paths
 from commands import sweep
-from stages import evaluate
 from tests.dvc_repo import ROOT, assert_restored, make_repo, outputs, run, sh
 
 
@@ -33,14 +33,14 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     sh(repo, "dvc", "repro")
     dense, pruned = metrics(repo, "dense"), metrics(repo, "pruned")
     assert all(set(metrics(repo, name)) == set(dense) for name in ("pruned", "compressed", "channel",
-                                                                   "channel_int8", "student", "student_scratch"))
+                                                                   "channel_int8", "student"))
     assert metrics(repo, "compressed")["checkpoint_bytes"] < pruned["checkpoint_bytes"] / 2
     assert pruned["sparsity"] == pytest.approx(0.5, abs=1e-4)
     assert dense["accuracy"] > 50.0  # a tiny net on 2000 real digits, one epoch
     # The stage processes DVC started ran with the kernels pinned (ATen's choice shows; AVX512 would not).
     machine = metrics(repo, "machine")
     assert machine["kernels"] == "portable" and machine["cpu_capability"] == "AVX2"
-    onnx = metrics(repo, "export")
+    onnx = metrics(repo, "stages/export")
     for name, onnx_path in (("dense", "dense.onnx"), ("channel", "channel.onnx"), ("student", "student.onnx")):
         assert onnx[name]["top1_agreement"] == 1.0
         assert onnx[name]["onnx_bytes"] == (repo / "models" / onnx_path).stat().st_size
@@ -59,7 +59,7 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     test_limit = yaml.safe_load((repo / "params.yaml").read_text())["data"]["test_limit"]
     assert len(errors) == round(test_limit * (100 - metrics(repo, "dense")["accuracy"]) / 100)
     frontier = (repo / "metrics" / "frontier.csv").read_text().splitlines()  # one row per evaluated model
-    assert len(frontier) == 1 + len(evaluate.MODELS) and "metrics/frontier.csv" in json.dumps(plots)
+    assert len(frontier) == 1 + len(paths.MODEL_FILES) and "metrics/frontier.csv" in json.dumps(plots)
     # The only plots that cannot render yet are the sweep's and the frontier's, which `python -m commands sweep`
     # and `python -m commands frontier` write from experiments.
     assert {e.get("source") for e in plots.get("errors", [])} <= {"metrics/sweep.csv", "metrics/frontier.png"}

@@ -18,10 +18,11 @@ from bignn.data import augment, load_split
 from bignn.forms import load_model
 from bignn.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from bignn.live import epoch_logger
+from bignn.metrics import error_rows
 from bignn.model import build_model, count_params
 from bignn.pruning import gradual, sparse, unstructured
 from bignn.quantize import int8_bytes
-from bignn.runtime import seed_everything
+from bignn.runtime import seeded, setup
 from bignn.training import FitSpec, fit, score
 from stages import channel, combine, distill, evaluate, prune, train
 from tests.conftest import tiny_dict
@@ -203,7 +204,7 @@ def test_prune_seed_changes_only_the_finetune(tiny_params: Params, trained: Path
 
 
 def test_masks_hold_through_finetuning(tiny_params: Params, trained: Path) -> None:
-    gen = seed_everything(0, 2, "portable")
+    gen = seeded(0)
     model, _ = load_checkpoint(trained)
     total = sum(m.weight.numel() for m, _ in unstructured._targets(model))
     unstructured.global_l1(model, 3000 / total)
@@ -211,7 +212,8 @@ def test_masks_hold_through_finetuning(tiny_params: Params, trained: Path) -> No
     before = {id(m): m.weight_orig.detach().clone() for m, _ in unstructured._targets(model)}
     train_split = load_split(tiny_params.data.root, train=True, limit=tiny_params.data.train_limit,
                              verify=False)
-    fit(model, train_split, None, FitSpec(epochs=1, batch_size=64, lr=1e-2, weight_decay=0.1), gen)
+    fit(model, train_split, None, FitSpec(epochs=1, batch_size=64, lr=1e-2, weight_decay=0.1, label_smoothing=0.0,
+                                               max_shift=0.0, max_rotate=0.0, max_scale=0.0, schedule="onecycle"), gen)
     unstructured.make_permanent(model)
     for m, _ in unstructured._targets(model):
         mask = masks[id(m)]
@@ -240,10 +242,10 @@ def test_evaluate_writes_the_same_keys_for_both_models(tiny_params: Params, trai
     assert machine["kernels"] == params.kernels and not machine["cpu_capability"].startswith("AVX512")
     assert machine["evaluate_peak_rss_mb"] > 50  # torch alone is hundreds of MB
     # The errors file holds exactly the misclassified images, as many as the accuracy says.
-    errors = evaluate.error_rows(results["labels"], results["models"]["dense"]["preds"])
+    errors = error_rows(results["labels"], results["models"]["dense"]["preds"])
     assert all(r["actual"] != r["predicted"] for r in errors)
     assert len(errors) == round(len(results["labels"]) * (1 - dense["accuracy"] / 100))
-    assert evaluate.error_rows([1, 2, 3], [1, 7, 3]) == [{"actual": 2, "predicted": 7}]
+    assert error_rows([1, 2, 3], [1, 7, 3]) == [{"actual": 2, "predicted": 7}]
 
 
 def test_build_model_refuses_bad_shapes() -> None:
@@ -344,20 +346,13 @@ def test_removing_channels_slices_the_optimizer_state_with_them(trained: Path) -
 
 def test_nan_fill_of_new_tensors_changes_no_trained_byte(tiny_params: Params, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """seed_everything turns deterministic mode's NaN fill off for speed: the weights must not notice."""
-    import bignn.runtime as runtime
-
+    """runtime.setup turns deterministic mode's NaN fill off for speed: the weights must not notice."""
     for fill in (True, False):
-        def seeded(seed: int, threads: int, kernels: str, fill: bool = fill) -> torch.Generator:
-            gen = seed_everything(seed, threads, kernels)
-            torch.utils.deterministic.fill_uninitialized_memory = fill
-            return gen
-
-        monkeypatch.setattr(train, "seed_everything", seeded)
+        monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", fill)
         model, _ = train.run(tiny_params)
         save_checkpoint(tmp_path / f"fill_{fill}.pth", model)
     assert (tmp_path / "fill_True.pth").read_bytes() == (tmp_path / "fill_False.pth").read_bytes()
-    assert runtime.seed_everything(0, 1, "portable") is not None
+    setup(1, "portable")
     assert not torch.utils.deterministic.fill_uninitialized_memory
 
 
@@ -410,7 +405,7 @@ def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> No
     params = replace(tiny_params, train=replace(tiny_params.train, epochs=2))
     with epoch_logger("dense") as log:
         _, history = train.run(params, on_epoch=log)
-    live = in_tmp / "metrics" / "live" / "train"
+    live = in_tmp / "metrics" / "live" / "dense"
     latest = json.loads((live / "metrics.json").read_text())
     assert latest["step"] == 2 and latest["test_accuracy"] == pytest.approx(history[-1]["test_accuracy"])
     lines = (live / "plots" / "metrics" / "test_accuracy.tsv").read_text().splitlines()
@@ -422,7 +417,7 @@ def test_epochs_are_logged_with_dvclive(tiny_params: Params, in_tmp: Path) -> No
     save_checkpoint(paths.DENSE_MODEL, train.run(tiny_params)[0])
     with epoch_logger("pruned") as log:
         prune.run(replace(params, prune=replace(params.prune, finetune_epochs=0)), on_epoch=log)
-    assert json.loads((in_tmp / "metrics" / "live" / "finetune" / "metrics.json").read_text())["step"] == 0
+    assert json.loads((in_tmp / "metrics" / "live" / "pruned" / "metrics.json").read_text())["step"] == 0
 
 
 def test_prune_schedule_shapes_the_fine_tuning_rate(pruned_params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
