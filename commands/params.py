@@ -133,14 +133,15 @@ def params_doc(conf_dir: Path = paths.CONF_DIR) -> str:
     """docs/params.md: the presets and every key with its default (the composed params.yaml) and its why."""
     raw = yaml.safe_load(compose(conf_dir=conf_dir))
     docs = key_docs(conf_dir)
-    missing = sorted(set(_leaves(raw)) - set(docs))
+    missing = sorted(key for key in _leaves(raw) if not docs.get(key))
     if missing:
         raise ValueError(f"{conf_dir}: key {missing[0]} has no comment (each key says why it is what it is)")
     rows = ["| preset | what it is | file |", "|---|---|---|"]
     for group, names in presets(conf_dir).items():
         for name in names:
             path = conf_dir / group / f"{name}.yaml"
-            rows.append(f"| `-S {group}={name}` | {_header(path)} | `{path.as_posix()}` |")
+            where = Path(conf_dir.name, group, f"{name}.yaml").as_posix()
+            rows.append(f"| `-S {group}={name}` | {_header(path)} | `{where}` |")
     keys = ["| key | default | why |", "|---|---|---|"]
     keys += [f"| `{key}` | `{_value(raw, key)}` | {docs[key]} |" for key in docs]
     return "\n".join([DOC_HEAD, "## Presets", "", *rows, "", "## Keys", "", *keys]) + "\n"

@@ -29,6 +29,29 @@ def test_committed_params_yaml_is_what_conf_composes() -> None:
         "params.yaml differs from conf/: run `python -m commands params`"
 
 
+def test_committed_params_page_is_what_conf_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/params.md: every key with its composed default and the comment above it in conf/."""
+    monkeypatch.chdir(ROOT)
+    doc = params.params_doc(CONF)
+    assert (ROOT / "docs" / "params.md").read_text(encoding="utf-8") == doc, \
+        "docs/params.md differs from conf/: run `python -m commands params`"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert f"| `prune.amount` | `{raw['prune']['amount']}` |" in doc
+    assert f"| `train.lr` | `{raw['train']['lr']}` | OneCycle peaks at lr" in doc
+    assert "| `-S prune=p99` |" in doc and "| `-S combine=s8` |" in doc
+
+
+def test_a_key_without_its_why_stops_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    text = (conf / "config.yaml").read_text().replace(
+        "  # Images per optimizer step.\n  batch_size: 128\n", "  batch_size: 128\n", 1)
+    (conf / "config.yaml").write_text(text)
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ValueError, match=r"key train.batch_size has no comment"):
+        params.params_doc(conf)
+
+
 def test_hydra_composition_is_on_for_dvc_exp_run() -> None:
     config = (ROOT / ".dvc" / "config").read_text()
     assert "[hydra]" in config and "enabled = true" in config
