@@ -60,3 +60,11 @@ def test_every_imported_module_is_a_dependency(stage: str) -> None:
 
 def test_dvc_yaml_reads_on_two_screens() -> None:
     assert len((ROOT / "dvc.yaml").read_text().splitlines()) <= 200
+
+
+def test_code_folder_deps_hash_the_source_only() -> None:
+    """A folder dep (bignn) would hash the bytecode Python leaves beside it, which differs by machine: every
+    clone would see every stage changed."""
+    ignored = (ROOT / ".dvcignore").read_text().splitlines()
+    assert "__pycache__/" in ignored and "*.pyc" in ignored
+    assert any((ROOT / d).is_dir() for stage in STAGES.values() for d in stage["deps"])
