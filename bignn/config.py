@@ -86,21 +86,11 @@ class TrainConfig:
         _require(0 <= self.max_scale < 0.5, f"{p}.max_scale", "a number in [0, 0.5)", self.max_scale)
 
 
-def _validate_finetune(cfg: Any, p: str) -> None:
-    """The fine-tuning keys the prune and channel sections share."""
-    _require(cfg.finetune_epochs >= 0, f"{p}.finetune_epochs", "an integer >= 0", cfg.finetune_epochs)
-    _require(cfg.steps >= 1, f"{p}.steps", "an integer >= 1", cfg.steps)
-    _require(0 < cfg.ramp <= 1, f"{p}.ramp", "a number in (0, 1]", cfg.ramp)
-    _require(cfg.lr > 0, f"{p}.lr", "a number > 0", cfg.lr)
-    _require(cfg.schedule in ("cosine", "onecycle"), f"{p}.schedule", "cosine or onecycle", cfg.schedule)
-    _require(cfg.batch_size > 0, f"{p}.batch_size", "an integer > 0", cfg.batch_size)
-    _require(cfg.seed >= 0, f"{p}.seed", "an integer >= 0", cfg.seed)
-    _require(0 <= cfg.augment <= 1, f"{p}.augment", "a fraction of training's augmentation in [0, 1]", cfg.augment)
-
-
 @dataclass(frozen=True)
-class PruneConfig:
-    method: str
+class FinetuneConfig:
+    """The keys every section that prunes while fine-tuning has (prune, combine, channel): how much, and the
+    fine-tune that removes it step by step (bignn/pruning/gradual.py)."""
+
     amount: float
     finetune_epochs: int
     steps: int
@@ -109,9 +99,26 @@ class PruneConfig:
     schedule: str
     batch_size: int
     seed: int
-    min_density_ends: float
     dropout: bool
     augment: float
+
+    def validate(self, p: str) -> None:
+        _require(0 <= self.amount < 1, f"{p}.amount", "a number in [0, 1)", self.amount)
+        _require(self.finetune_epochs >= 0, f"{p}.finetune_epochs", "an integer >= 0", self.finetune_epochs)
+        _require(self.steps >= 1, f"{p}.steps", "an integer >= 1", self.steps)
+        _require(0 < self.ramp <= 1, f"{p}.ramp", "a number in (0, 1]", self.ramp)
+        _require(self.lr > 0, f"{p}.lr", "a number > 0", self.lr)
+        _require(self.schedule in ("cosine", "onecycle"), f"{p}.schedule", "cosine or onecycle", self.schedule)
+        _require(self.batch_size > 0, f"{p}.batch_size", "an integer > 0", self.batch_size)
+        _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
+        _require(0 <= self.augment <= 1, f"{p}.augment", "a fraction of training's augmentation in [0, 1]",
+                 self.augment)
+
+
+@dataclass(frozen=True)
+class PruneConfig(FinetuneConfig):
+    method: str
+    min_density_ends: float
     regrow: float
     regrow_every: int
 
@@ -119,8 +126,7 @@ class PruneConfig:
 
     def validate(self, p: str) -> None:
         _require(self.method in self.METHODS, f"{p}.method", f"one of {list(self.METHODS)}", self.method)
-        _require(0 <= self.amount < 1, f"{p}.amount", "a number in [0, 1)", self.amount)
-        _validate_finetune(self, p)
+        super().validate(p)
         _require(0 <= self.min_density_ends <= 1, f"{p}.min_density_ends", "a number in [0, 1]",
                  self.min_density_ends)
         _require(self.min_density_ends == 0 or self.method in ("global_l1", "random"), f"{p}.min_density_ends",
@@ -145,22 +151,11 @@ class CombineConfig(PruneConfig):
 
 
 @dataclass(frozen=True)
-class ChannelConfig:
-    amount: float
-    finetune_epochs: int
-    steps: int
-    ramp: float
-    lr: float
-    schedule: str
-    batch_size: int
-    seed: int
-    dropout: bool
-    augment: float
+class ChannelConfig(FinetuneConfig):
     calibration_images: int
 
     def validate(self, p: str) -> None:
-        _require(0 <= self.amount < 1, f"{p}.amount", "a number in [0, 1)", self.amount)
-        _validate_finetune(self, p)
+        super().validate(p)
         _require(self.calibration_images > 0, f"{p}.calibration_images", "an integer > 0",
                  self.calibration_images)
 

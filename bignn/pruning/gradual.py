@@ -4,12 +4,11 @@ the timetable, and the fine-tune that calls each stage's own prune step on it.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
 
-from bignn.config import TrainConfig
+from bignn.config import FinetuneConfig, TrainConfig
 from bignn.data import Split
 from bignn.training import FitSpec, fit
 
@@ -32,16 +31,15 @@ def steps_due(step: int, total_steps: int, ramp: float, n_steps: int) -> list[in
     return [k for k in range(n_steps) if step == k * n_ramp // n_steps]
 
 
-def gradual_fit(model: nn.Module, cfg: Any, train_cfg: TrainConfig,
+def gradual_fit(model: nn.Module, cfg: FinetuneConfig, train_cfg: TrainConfig,
                 prune_to: Callable[[float, torch.optim.Optimizer], None], train: Split, test: Split,
                 gen: torch.Generator, desc: str,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
                 every_step: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
-    """Fine-tune `model` with cfg's keys (prune's or channel's: amount, finetune_epochs, steps, ramp, lr,
-    schedule, batch_size, dropout, augment), training's loss (train_cfg) and cfg.augment times training's
-    augmentation, on the `train` split;
-    prune_to(target, optimizer) runs at each step of the cubic schedule, every_step(step, total_steps) before
-    every optimizer step (and before that step's prune steps). Returns fit()'s history."""
+    """Fine-tune `model` on the `train` split with cfg's keys (prune's, combine's or channel's), training's loss
+    (train_cfg) and cfg.augment times training's augmentation; prune_to(target, optimizer) runs at each step of
+    the cubic schedule, every_step(step, total_steps) before every optimizer step (and before that step's prune
+    steps). Returns fit()'s history."""
     schedule = cubic_schedule(cfg.amount, cfg.steps)
     if not cfg.dropout:  # fine-tuning only: evaluation never drops, and the checkpoint keeps the model's args
         for m in model.modules():
