@@ -1,7 +1,7 @@
 # Two commands for a newcomer: `make repro` (install, then run the pipeline) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Stages run as `python -m stages.<name>`: put the venv's python first on PATH for dvc.
+# Stages run as `python -m stages <name>`: put the venv's python first on PATH for dvc.
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 UV := uv==0.13.9
 

@@ -33,7 +33,9 @@ LAYER_SPARSITY = METRICS_DIR / "layers_pruned.csv"
 
 
 def stage_metrics(stage: str) -> Path:
-    """A stage's own metrics (its seconds, the shapes or sizes it made): metrics/stages/<stage>.json."""
+    """A stage's own metrics: metrics/stages/<stage>.json, every stage's with `stage_seconds` (its main()'s wall
+    time, from reading params.yaml to its last write; the interpreter's and torch's import come before it),
+    and the shapes or sizes it made."""
     return METRICS_DIR / "stages" / f"{stage}.json"
 
 

@@ -117,7 +117,8 @@ def _rows_from_exp_show(data: list[dict[str, Any]], dense_accuracy: float) -> li
         if not name.startswith("sweep-"):
             continue
         pruned = d["metrics"][paths.model_metrics("pruned").as_posix()]["data"]
-        seconds = d["metrics"].get(paths.PRUNE_METRICS.as_posix(), {}).get("data", {}).get("seconds", float("nan"))
+        prune_data = d["metrics"].get(paths.PRUNE_METRICS.as_posix(), {}).get("data", {})
+        seconds = prune_data.get("stage_seconds", float("nan"))
         amount = d["params"]["params.yaml"]["data"]["prune"]["amount"]
         runs.setdefault(amount, []).append({**pruned, "seconds": seconds})
     rows = []

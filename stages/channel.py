@@ -2,7 +2,7 @@
 fine-tunes, rebuilding the layers smaller at every step (bignn.recipes.channel_prune); then an int8 copy.
 
 Writes models/channel.pth (float32, physically smaller layers: a plain checkpoint any stage loads),
-models/channel_int8.pth (torch.ao int8, x86 kernels) and metrics/stages/channel.json (shapes, seconds).
+models/channel_int8.pth (torch.ao int8, x86 kernels) and metrics/stages/channel.json (shapes, stage_seconds).
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ def int8_copy(params: Params, model: BigCNN) -> torch.nn.Module:
 
 
 def main() -> None:
+    t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
-    t0 = time.perf_counter()
     with epoch_logger("channel") as log:
         model, _ = run(params, on_epoch=log)
-    seconds = time.perf_counter() - t0
     int8 = int8_copy(params, model)
     print(f"rebuilt smaller: conv {model.model_args['conv_channels']}, FC {model.model_args['hidden']}, "
           f"{count_params(model):,} parameters")
@@ -51,7 +50,7 @@ def main() -> None:
     atomic_write_bytes(paths.CHANNEL_INT8_MODEL, int8_bytes(int8, model.model_args))
     write_json(paths.CHANNEL_METRICS, {"conv_channels": model.model_args["conv_channels"],
                                        "hidden": model.model_args["hidden"], "params": count_params(model),
-                                       "seconds": seconds})
+                                       "stage_seconds": time.perf_counter() - t0})
 
 
 if __name__ == "__main__":

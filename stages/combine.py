@@ -38,13 +38,13 @@ def run(params: Params, source_path: Path | None = None, dense_path: Path = path
 
 
 def main() -> None:
+    t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
-    t0 = time.perf_counter()
     with epoch_logger("combined") as log:
         data, report = run(params, on_epoch=log)
     atomic_write_bytes(paths.COMBINED_MODEL, data)
-    write_json(paths.COMBINE_METRICS, {**report, "seconds": time.perf_counter() - t0})
+    write_json(paths.COMBINE_METRICS, {**report, "stage_seconds": time.perf_counter() - t0})
     print(summary(paths.COMBINED_MODEL, report))
 
 

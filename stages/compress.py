@@ -8,6 +8,7 @@ and measures it like the others.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,12 @@ def run(params: Params, pruned_path: Path = paths.PRUNED_MODEL,
 
 
 def main() -> None:
+    t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)  # k-means sums floats: its codebook must not depend on the CPU
     data, report = run(params)
     atomic_write_bytes(paths.COMPRESSED_MODEL, data)
-    write_json(paths.COMPRESS_METRICS, report)
+    write_json(paths.COMPRESS_METRICS, {**report, "stage_seconds": time.perf_counter() - t0})
     print(summary(paths.COMPRESSED_MODEL, report))
 
 

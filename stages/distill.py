@@ -9,6 +9,7 @@ control's test accuracy goes to metrics/stages/distill.json beside the distilled
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,13 @@ def run(params: Params, dense_path: Path = paths.DENSE_MODEL,
 
 
 def main() -> None:
+    t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
     with epoch_logger("student") as log:
         student, report = run(params, on_epoch=log)
     save_checkpoint(paths.STUDENT_MODEL, student)
-    write_json(paths.DISTILL_METRICS, report)
+    write_json(paths.DISTILL_METRICS, {**report, "stage_seconds": time.perf_counter() - t0})
 
 
 if __name__ == "__main__":

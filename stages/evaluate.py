@@ -8,6 +8,7 @@ activations), and the machine every timing comes from is written beside them.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def run(params: Params, models: dict[str, Path] = paths.MODEL_FILES) -> dict[str
 
 
 def main() -> None:
+    t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
     result = run(params)
@@ -50,6 +52,7 @@ def main() -> None:
             write_csv(paths.errors_csv(name), error_rows(result["labels"], model["preds"]))
     write_json(paths.MACHINE_METRICS, result["machine"])
     write_csv(paths.MODELS_FRONTIER_CSV, frontier_rows({n: m["metrics"] for n, m in result["models"].items()}))
+    write_json(paths.stage_metrics("evaluate"), {"stage_seconds": time.perf_counter() - t0})
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ of the test images and ran slower than its float (docs/deploy.md).
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--ort-int8", action="store_true",
                     help="instead: measure onnxruntime's static int8 of the channel ONNX; writes nothing")
     args = ap.parse_args(argv)
+    t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
     if args.ort_int8:
@@ -70,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, (data, _) in results.items():
         atomic_write_bytes(EXPORTS[name][1], data)
     write_json(paths.EXPORT_METRICS, {**{name: report for name, (_, report) in results.items()},
-                                      "onnxruntime_version": ort.__version__})
+                                      "onnxruntime_version": ort.__version__,
+                                      "stage_seconds": time.perf_counter() - t0})
 
 
 if __name__ == "__main__":

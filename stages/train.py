@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from torch import nn
@@ -9,7 +10,7 @@ from torch import nn
 from bignn import paths, recipes
 from bignn.config import Params, load_params
 from bignn.data import split_of
-from bignn.io import save_checkpoint
+from bignn.io import save_checkpoint, write_json
 from bignn.live import EpochLogger, epoch_logger
 from bignn.runtime import cli, seeded, setup
 
@@ -22,11 +23,13 @@ def run(params: Params, on_epoch: EpochLogger | None = None) -> tuple[nn.Module,
 
 
 def main() -> None:
+    t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
     with epoch_logger("dense") as log:
         model, _ = run(params, on_epoch=log)
     save_checkpoint(paths.DENSE_MODEL, model)
+    write_json(paths.stage_metrics("train"), {"stage_seconds": time.perf_counter() - t0})
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path) -> None:
     # The stage processes DVC started ran with the kernels pinned (ATen's choice shows; AVX512 would not).
     machine = metrics(repo, "machine")
     assert machine["kernels"] == "portable" and machine["cpu_capability"] == "AVX2"
+    # Every stage records its own wall time in a metrics file of its own, so `dvc metrics diff` shows it.
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for stage in stages:
+        assert f"metrics/stages/{stage}.json" in json.dumps(stages[stage]["metrics"]), stage
+        assert metrics(repo, f"stages/{stage}")["stage_seconds"] > 0, stage
     onnx = metrics(repo, "stages/export")
     for name, onnx_path in (("dense", "dense.onnx"), ("channel", "channel.onnx"), ("student", "student.onnx")):
         assert onnx[name]["top1_agreement"] == 1.0

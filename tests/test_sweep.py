@@ -32,7 +32,7 @@ def _rev(name: str, amount: float, accuracy: float, nonzero: int) -> dict:
         "params": {"params.yaml": {"data": {"prune": {"amount": amount}}}},
         "metrics": {"metrics/pruned.json": {"data": {"sparsity": amount, "accuracy": accuracy,
                                                      "params_nonzero": nonzero}},
-                    "metrics/stages/prune.json": {"data": {"seconds": 80.04}}}}}
+                    "metrics/stages/prune.json": {"data": {"stage_seconds": 80.04}}}}}
 
 
 def test_rows_keep_sweep_experiments_sorted_with_drop_vs_dense() -> None:
