@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,13 @@ def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 TINY = _merged(PARAMS, TINY_CHANGES)
+
+
+def committed(path: str) -> str:
+    """The file as the last commit holds it: what a workspace `dvc exp run` (which rewrites params.yaml and the
+    metrics) leaves alone."""
+    return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -11,15 +11,16 @@ import pytest
 import yaml
 
 from bignn.config import ConfigError, load_params, params_from_dict
-from tests.conftest import TINY, tiny_dict
+from tests.conftest import TINY, committed, tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_repo_params_build_and_match_defaults_we_document() -> None:
-    params = load_params(ROOT / "params.yaml")
-    assert 0.9 <= params.prune.amount < 1
-    assert params.model.conv_channels == (32, 64)
+def test_repo_params_build() -> None:
+    """The workspace's params.yaml (whatever a `dvc exp run -S` set) and the committed one are valid configs;
+    their values are conf/'s, checked in tests/test_presets.py."""
+    assert load_params(ROOT / "params.yaml").kernels in ("portable", "baseline", "native")
+    assert params_from_dict(yaml.safe_load(committed("params.yaml"))).model.conv_channels
 
 
 def test_tiny_params_build() -> None:
