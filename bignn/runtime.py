@@ -19,14 +19,14 @@ from bignn import kernels, matmul
 def pin_kernels(mode: str) -> None:
     """Check that torch runs under `mode`'s kernel switches and route matrix products for portable.
 
-    The switches themselves are set when the `stages` package is imported (bignn/kernels.py), before
-    torch is; a process that imported torch first gets them only if they were in its environment already.
+    The switches themselves are set by the launchers before torch is imported (bignn/kernels.py, launch); a
+    process started otherwise gets them only if they were in its environment already.
     """
     wanted = kernels.env_for(mode)
     if kernels.switches_in_effect() != wanted:
         raise ValueError(f"kernels: {mode} needs {_shell(wanted)} before torch starts, but this process has "
-                           f"{_shell(kernels.switches_in_effect())}; run it as `python -m stages <name>` or "
-                           "`python -m commands <name>`, which set them from params.yaml")
+                         f"{_shell(kernels.switches_in_effect())}; run it as `python -m stages <name>` or "
+                         "`python -m commands <name>`, which set them from params.yaml")
     # ATen shows whether its choice came in time (MKL and oneDNN cannot be asked; they read their switch at
     # the same moment, the first op).
     capability = torch.backends.cpu.get_cpu_capability()
@@ -34,7 +34,7 @@ def pin_kernels(mode: str) -> None:
         if mode == "portable" and capability == "DEFAULT":
             raise ValueError("kernels: portable needs a CPU with AVX2; this one has none: set kernels: baseline")
         raise ValueError(f"kernels: {mode} was set after torch had chosen {capability} kernels; start the "
-                           f"process with {_shell(wanted)}")
+                         f"process with {_shell(wanted)}")
     if mode == "portable":
         matmul.install()
 
