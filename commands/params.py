@@ -133,7 +133,7 @@ def params_doc(conf_dir: Path = paths.CONF_DIR) -> str:
     """docs/params.md: the presets and every key with its default (the composed params.yaml) and its why."""
     raw = yaml.safe_load(compose(conf_dir=conf_dir))
     docs = key_docs(conf_dir)
-    missing = sorted(key for key in _leaves(raw) if not docs.get(key))
+    missing = sorted(key for key in _leaves(raw, docs) if not docs.get(key))
     if missing:
         raise ValueError(f"{conf_dir}: key {missing[0]} has no comment (each key says why it is what it is)")
     rows = ["| preset | what it is | file |", "|---|---|---|"]
@@ -147,11 +147,12 @@ def params_doc(conf_dir: Path = paths.CONF_DIR) -> str:
     return "\n".join([DOC_HEAD, "## Presets", "", *rows, "", "## Keys", "", *keys]) + "\n"
 
 
-def _leaves(raw: dict, prefix: str = "") -> list[str]:
+def _leaves(raw: dict, docs: dict[str, str], prefix: str = "") -> list[str]:
+    """The params' keys as the page lists them: a mapping with a comment of its own (distill.student) is one."""
     out = []
     for key, value in raw.items():
-        if isinstance(value, dict) and key != "student":
-            out += _leaves(value, f"{prefix}{key}.")
+        if isinstance(value, dict) and not docs.get(prefix + key):
+            out += _leaves(value, docs, f"{prefix}{key}.")
         else:
             out.append(prefix + key)
     return out

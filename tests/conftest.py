@@ -61,7 +61,7 @@ TINY_CHANGES: dict[str, Any] = {
 def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in changes.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and key != "student" else value
+        out[key] = _merged(out[key], value) if isinstance(value, dict) else value
     return out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from commands import tables
+from tests.conftest import committed as git_committed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,8 +41,7 @@ def test_committed_tables_are_what_the_metrics_give(tmp_path: Path) -> None:
 def test_the_committed_check_is_not_the_workspace(tmp_path: Path) -> None:
     """The test above reads git's copy: a metric changed in the workspace only leaves it as committed."""
     committed = _committed(tmp_path)
-    assert (committed / "dense.json").read_bytes() == subprocess.run(
-        ["git", "show", "HEAD:metrics/dense.json"], cwd=ROOT, capture_output=True, check=True).stdout
+    assert (committed / "dense.json").read_text() == git_committed("metrics/dense.json")
 
 
 def test_a_changed_metric_changes_its_table(tmp_path: Path) -> None:
