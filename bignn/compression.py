@@ -4,10 +4,11 @@ Deep Compression (Han et al. 2016) in two forms, both told apart by their first 
 - lzma (BIGNN-SPARSE-1): positions as gaps between neighbours (LEB128 varints: at 95% sparsity most gaps fit
   one byte), values as signed integers of `bits` bits with one float32 scale per output channel; positions,
   values, scales and the rest in separate streams, so lzma models each one's own statistics;
-- range (BIGNN-SPARSE-3): positions coded line by line with each line's own density, values as indices
+- range (BIGNN-SPARSE-4): positions coded line by line with each line's own density, values as indices
   into a per-layer codebook (k-means or the uniform grid), both range-coded (see entropy.py); codebooks,
   biases and batch norms (folded into one scale and shift per channel) in float16, all the small parts in
-  one lzma container.
+  one lzma container. (BIGNN-SPARSE-3 was the same with gap models that numpy computed, which came out
+  other to the last bit on CPUs with AVX-512: see entropy.py. Its files are refused with what to run.)
 In the lzma form every other tensor (biases, batch-norm statistics) is stored exactly, as float32.
 
 Neither file holds a pickle: a JSON header says how to rebuild each tensor, so loading never runs code.
@@ -184,7 +185,7 @@ def decode(data: bytes) -> BigCNN:
     return model
 
 
-RANGE_MAGIC = b"BIGNN-SPARSE-3\n"
+RANGE_MAGIC = b"BIGNN-SPARSE-4\n"
 # One lzma container holds the small parts: header (JSON), counts (nonzeros per line), tables (codebooks or
 # scales, index histograms), dense (every other tensor); then the two range-coded streams: positions (gaps)
 # and values (codebook indices).
@@ -330,7 +331,7 @@ def encode_range(model: BigCNN, bits: int, quantizer: str) -> tuple[bytes, dict[
 def read_range_parts(data: bytes) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """The small parts (decompressed) and the range-coded streams of a range-coded file."""
     if not data.startswith(RANGE_MAGIC):
-        raise ValueError("not a range-coded model of this version (BIGNN-SPARSE-3)")
+        raise ValueError("not a range-coded model of this version (BIGNN-SPARSE-4)")
     streams = unpack(memoryview(data)[len(RANGE_MAGIC):], RANGE_STREAMS, "file")
     small = unpack(lzma.decompress(streams["small"]), SMALL_PARTS, "lzma container")
     return small, {s: streams[s] for s in ("positions", "values")}
@@ -373,7 +374,13 @@ def decode_range(data: bytes) -> BigCNN:
 def decode_file(data: bytes) -> BigCNN:
     """The model in a compressed file's bytes, whichever coder wrote it; ValueError (and lzma's, struct's
     errors) for anything else."""
-    return decode_range(data) if data.startswith(RANGE_MAGIC) else decode(data)
+    if data.startswith(RANGE_MAGIC):
+        return decode_range(data)
+    if data.startswith(b"BIGNN-SPARSE-") and not data.startswith(MAGIC):
+        version = bytes(data[:data.find(b"\n", 0, 32)]).decode("ascii", "replace")
+        raise ValueError(f"its format {version} is an earlier version's, which this one no longer reads: run "
+                         "`dvc repro` to write it again")
+    return decode(data)
 
 
 DECODE_ERRORS = (ValueError, KeyError, IndexError, struct.error, lzma.LZMAError, RuntimeError)

@@ -12,10 +12,17 @@ Values. One codebook per layer: k-means centroids (Deep Compression's weight sha
 per-row grid; each nonzero stores its entry's index, range-coded with the layer's own index histogram.
 
 The range coder is `constriction`'s (queue.RangeEncoder / RangeDecoder, 32-bit words).
+
+The decoder must rebuild exactly the probabilities the encoder used, on whatever CPU reads the file, so every
+model here is computed with IEEE basic operations only (+ - * /, a running product, an exactly rounded sum).
+numpy's power and log are not such: they take a vector math library's paths on CPUs with AVX-512 that differ
+in the last bit from the AVX2 ones, and a file written on an AVX-512 Intel failed to decode on an AVX2 AMD
+(docs/reproducibility.md).
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import constriction
@@ -26,11 +33,11 @@ Decoder = constriction.stream.queue.RangeDecoder
 
 
 def _line_bits(counts: np.ndarray, length: int) -> float:
-    """Entropy of lines of `length` slots with these nonzero counts, under each line's own density."""
-    p = counts / length
-    inside = (p > 0) & (p < 1)
-    p = p[inside]
-    return float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p)).sum() * length)
+    """Entropy of lines of `length` slots with these nonzero counts, under each line's own density.
+
+    Python's scalar log2 and an exact sum, not numpy's: the coding axis it decides goes into the file's bytes."""
+    ps = [c / length for c in counts.tolist() if 0 < c < length]
+    return -math.fsum(p * math.log2(p) + (1 - p) * math.log2(1 - p) for p in ps) * length
 
 
 def random_positions_bits(mask: np.ndarray) -> float:
@@ -50,9 +57,13 @@ def best_axis(mask: np.ndarray) -> int:
 def _geometric(count: int, length: int) -> constriction.stream.model.Categorical:
     """Gap model of a line with `count` nonzeros in `length` slots (a gap is at most length - 1)."""
     p = count / length
-    probs = p * (1 - p) ** np.arange(length, dtype=np.float64)
+    # p (1 - p)^g as a running product (not numpy's power: see the module's docstring).
+    probs = p * np.cumprod(np.concatenate(([1.0], np.full(length - 1, 1 - p))))
+    # Far in the tail the product underflows, to zero or to a subnormal depending on whether the process
+    # flushes subnormals (runtime.setup does): zero either way.
+    probs[probs < 1e-300] = 0.0
     # perfect=False: the coder gives every gap a nonzero probability, however far in the tail.
-    return constriction.stream.model.Categorical(probs / probs.sum(), perfect=False)
+    return constriction.stream.model.Categorical(probs / math.fsum(probs), perfect=False)
 
 
 def encode_positions(mask: np.ndarray, axis: int, enc: Encoder) -> np.ndarray:

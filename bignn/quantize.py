@@ -14,7 +14,10 @@ from torch import nn
 from bignn.io import CheckpointError
 from bignn.model import build_model
 
-BACKEND = "x86"  # fbgemm's kernels, picked per CPU (AVX2 here)
+# fbgemm's kernels on every CPU. PyTorch's "x86" engine (the same qconfig) packs the int8 convolutions for oneDNN
+# instead where the CPU has AVX-512 VNNI, and the file then holds other bytes than on a CPU without it (AMD Zen 3
+# vs an AVX-512 Intel Xeon: tests/test_portable_bytes.py).
+BACKEND = "fbgemm"
 # The checkpoint's "format" key: a file without it is a float checkpoint.
 INT8_FORMAT = "torch.ao-fx-int8-x86"
 

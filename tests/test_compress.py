@@ -159,6 +159,14 @@ def test_a_file_of_another_format_is_refused_with_its_name(tmp_path: Path) -> No
         forms.load_model(tmp_path / "old.bin")
 
 
+def test_a_file_of_the_previous_range_format_is_refused_with_what_to_run(tmp_path: Path) -> None:
+    """BIGNN-SPARSE-3 built its gap models with numpy's power, whose last bit depends on the CPU: its files are
+    not decoded with this version's models (that could give other weights without an error)."""
+    (tmp_path / "v3.bin").write_bytes(b"BIGNN-SPARSE-3\n" + bytes(64))
+    with pytest.raises(CheckpointError, match=r"v3.bin .*format BIGNN-SPARSE-3 .*run `dvc repro`"):
+        forms.load_model(tmp_path / "v3.bin")
+
+
 def test_damaged_range_file_is_refused(tiny_params: Params, pruned: Path, tmp_path: Path) -> None:
     data, _ = compress.run(_range(tiny_params, "kmeans", 4))
     (tmp_path / "cut.bin").write_bytes(data[:len(data) // 2])

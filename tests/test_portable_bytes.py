@@ -113,3 +113,71 @@ def test_routed_products_equal_torchs_own_to_rounding() -> None:
                               atol=1e-4)
     assert torch.equal(torch.zeros(3, 0) @ torch.zeros(0, 4), torch.zeros(3, 4))
     assert (torch.arange(6).view(2, 3) @ torch.arange(6).view(3, 2)).tolist() == [[10, 13], [28, 40]]
+
+
+# The range coder's gap models (every line density of the big FC layers' 1024- and 3136-slot lines, each coding
+# the same gaps) and its choice of axis for one mask: the same on every CPU, or a file written on one CPU decodes
+# to garbage on another. numpy's SIMD power and log differ in the last bit between its AVX-512 and AVX2 paths
+# (with them this MD5 moved with the numpy level); the coder uses neither. Computed first on the Intel Xeon above.
+CODER_MD5 = "958602ddf76b07305717efe712d834bd"
+
+CODE_EVERY_GAP_MODEL = """
+import hashlib
+import numpy as np
+from bignn import entropy
+md5 = hashlib.md5()
+for length in (1024, 3136):
+    for count in range(1, length):
+        enc = entropy.Encoder()
+        enc.encode(np.arange(0, length, 16, dtype=np.int32), entropy._geometric(count, length))
+        md5.update(enc.get_compressed().tobytes())
+rng = np.random.default_rng(0)
+mask = rng.random((64, 3136)) < np.geomspace(0.001, 0.9, 64)[:, None]
+print("md5", md5.hexdigest(), "axis", entropy.best_axis(mask), entropy.best_axis(mask.T))
+"""
+
+# numpy's dispatch levels above its baseline, each switched off in turn: this CPU pinned below its native level.
+NUMPY_LEVELS = ("AVX512_SPR", "AVX512_ICL", "X86_V4", "X86_V3")
+
+
+def test_the_range_coders_models_are_the_same_at_every_numpy_level() -> None:
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    here = [level for level in NUMPY_LEVELS if __cpu_features__.get(level)]
+    results = set()
+    for k in range(len(here) + 1):
+        env = clean_env(NPY_DISABLE_CPU_FEATURES=" ".join(here[:k]))
+        out = subprocess.run([sys.executable, "-c", CODE_EVERY_GAP_MODEL], env=env, capture_output=True,
+                             text=True, check=True, timeout=120).stdout
+        results.add(next(line.split(maxsplit=1)[1] for line in out.splitlines() if line.startswith("md5 ")))
+    assert results == {f"{CODER_MD5} axis 0 1"}, f"numpy levels {here} on this CPU coded {results}"
+
+
+# The channel model's int8 file for a seeded small model calibrated on seeded images. PyTorch's "x86" quantized
+# engine packs the int8 convolutions for oneDNN on CPUs with AVX-512 VNNI and for fbgemm elsewhere, and the file
+# held other bytes on the two (ebcc36c7... on the Intel Xeon above, where the stage's file differed from an AMD
+# Zen 3's); bignn/quantize.py asks for fbgemm on every CPU. Computed first on the Intel Xeon above.
+INT8_MD5 = "2ff07a6751d609bc4ae3ea04928dc5e5"
+
+QUANTIZE_A_SMALL_MODEL = """
+import hashlib
+from bignn import kernels
+kernels.set_switches("portable")
+import torch
+from bignn.model import build_model
+from bignn.quantize import int8_bytes, quantize_int8
+from bignn.runtime import seeded, setup
+from bignn.training import prepare
+setup(threads=2, kernels="portable")
+gen = seeded(0)
+model = prepare(build_model(conv_channels=[8, 16], hidden=[256, 256], dropout=0.0))
+int8 = quantize_int8(model, torch.rand(512, 1, 28, 28, generator=gen))
+print("md5", hashlib.md5(int8_bytes(int8, model.model_args)).hexdigest())
+"""
+
+
+def test_the_int8_file_is_the_same_whatever_the_cpus_int8_extensions(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", QUANTIZE_A_SMALL_MODEL], cwd=tmp_path, env=clean_env(),
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    md5 = next(line.split()[1] for line in out.splitlines() if line.startswith("md5 "))
+    assert md5 == INT8_MD5, f"the int8 file has other bytes on this CPU ({md5}): see docs/reproducibility.md"
