@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,61 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_idx(raw, "train", *synthetic_digits(2000, seed=1))
     write_idx(raw, "t10k", *synthetic_digits(500, seed=2))
     return root
+
+
+def _template_folder(config: pytest.Config) -> Path:
+    """The folder every pytest-xdist worker of this session sees: the session's base temp (a worker's own base
+    temp is one folder below it)."""
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+# The modules that work in a copy of the session's tiny repo (the tiny_template fixture).
+END_TO_END = ("test_pipeline.py", "test_experiments.py", "test_queue.py", "test_channel_experiment.py")
+
+
+def _runs_end_to_end(config: pytest.Config) -> bool:
+    """Whether the command line names an end-to-end module, or a folder that holds one."""
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0])
+        files = [path] if path.is_file() else path.rglob("test_*.py") if path.is_dir() else []
+        if any(f.name in END_TO_END for f in files):
+            return True
+    return False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controlling process of a run that includes the end-to-end modules, start building the session's
+    tiny repo in the background at once: those modules then wait less for it, and the workers run the other
+    tests meanwhile."""
+    if hasattr(config, "workerinput") or config.option.collectonly or not _runs_end_to_end(config):
+        return
+    folder = _template_folder(config)
+    with open(folder / "tiny-template.build.log", "w") as log:
+        config._tiny_template_build = subprocess.Popen(  # type: ignore[attr-defined]
+            [sys.executable, "-m", "tests.dvc_repo", str(folder)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A build still running when every test is done (the end-to-end tests were deselected) is stopped, with
+    the dvc and stage processes it started."""
+    build = getattr(config, "_tiny_template_build", None)
+    if build is not None and build.poll() is None:
+        os.killpg(build.pid, signal.SIGTERM)
+        build.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_template(request: pytest.FixtureRequest) -> tuple[Path, str]:
+    """The session's one reproduced tiny DVC repo and its `dvc repro` output (tests/dvc_repo.py): built once for
+    all pytest-xdist workers, in the folder they share (the session's base temp, one above each worker's)."""
+    from tests.dvc_repo import template_repo  # it imports this module
+
+    # The build pytest_configure started holds the lock until it is done; if it failed, this builds it again
+    # and the failing command shows in the test.
+    return template_repo(_template_folder(request.config))
 
 
 @pytest.fixture

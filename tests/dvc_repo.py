@@ -1,4 +1,9 @@
-"""A tiny DVC project in a fresh git repo, for the end-to-end tests (each test module builds its own)."""
+"""A tiny DVC project in a fresh git repo, for the end-to-end tests.
+
+One test session runs `dvc repro` on it once (template_repo, whichever pytest-xdist worker asks first; the others
+wait on a file lock) and each end-to-end module works in its own copy (copy_repo): three full tiny runs were
+~40 s each, half of the suite's wall time on 2 cores.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import time
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 from tests.conftest import tiny_dict
 
@@ -51,13 +57,49 @@ def make_repo(repo: Path) -> Path:
     return repo
 
 
-def reproduced_repo(repo: Path) -> Path:
-    """make_repo, then `dvc repro`, with the results committed: the baseline experiments start from."""
+def tiny_conf(repo: Path) -> None:
+    """conf/ for the tiny pipeline, as the project has it for the real one: the tiny params (the same dict
+    make_repo writes), with the project's real prune presets over a tiny default. `dvc exp run` composes
+    params.yaml from it (Hydra)."""
+    tiny = yaml.safe_load((repo / "params.yaml").read_text())
+    prune = tiny.pop("prune")
+    shutil.copytree(ROOT / "conf" / "prune", repo / "conf" / "prune")
+    (repo / "conf" / "prune" / "default.yaml").write_text(yaml.safe_dump(prune))
+    (repo / "conf" / "config.yaml").write_text(
+        yaml.safe_dump({"defaults": ["_self_", {"prune": "default"}]}) + yaml.safe_dump({**tiny, "prune": {}}))
+
+
+def reproduced_repo(repo: Path) -> str:
+    """make_repo with conf/ (Hydra on, params.yaml composed from it), then `dvc repro`, with the results
+    committed: the baseline every end-to-end test starts from. Returns what `dvc repro` printed."""
     make_repo(repo)
-    sh(repo, "dvc", "repro")
+    tiny_conf(repo)
+    sh(repo, "dvc", "config", "hydra.enabled", "true")
+    sh(repo, sys.executable, "-m", "commands", "params")
+    out = sh(repo, "dvc", "repro")
     sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "-m", "results")
-    return repo
+    sh(repo, "git", "commit", "-q", "-m", "tiny pipeline and its results")
+    return out
+
+
+def template_repo(shared: Path) -> tuple[Path, str]:
+    """The session's one reproduced repo under `shared` (a folder every xdist worker of the session sees) and
+    its `dvc repro` output; built by the first caller, read-only to the rest (copy it with copy_repo)."""
+    repo, log = shared / "tiny-template", shared / "tiny-template.log"
+    with FileLock(str(shared / "tiny-template.lock")):
+        if not log.exists():
+            shutil.rmtree(repo, ignore_errors=True)  # a build that failed half-way
+            repo.mkdir()
+            log.write_text(reproduced_repo(repo))
+    return repo, log.read_text()
+
+
+def copy_repo(template: Path, dest: Path) -> Path:
+    """A working copy of the template: git history, DVC cache and run-cache, outputs. DVC's tmp/ (locks, its
+    index of this folder's paths) stays behind; DVC makes it anew."""
+    shutil.copytree(template, dest, symlinks=True, dirs_exist_ok=True,
+                    ignore=lambda folder, names: ["tmp"] if Path(folder).name == ".dvc" else [])
+    return dest
 
 
 def outputs(repo: Path) -> dict[str, bytes]:
@@ -92,3 +134,8 @@ def run_queue(repo: Path, jobs: int) -> str:
         sh(repo, "dvc", "queue", "stop")  # no idle worker outlives the test
     assert "Failed" not in status, status
     return status
+
+
+if __name__ == "__main__":
+    # `python -m tests.dvc_repo FOLDER`: build the session's template there (conftest starts this at session start).
+    template_repo(Path(sys.argv[1]))

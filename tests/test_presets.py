@@ -1,20 +1,18 @@
-"""Named presets: conf/ composes params.yaml as `dvc exp run -S prune=p99` does (Hydra), the committed
-params.yaml is that composition, and a preset runs through DVC's queue and comes back from its run-cache."""
+"""Named presets: conf/ composes params.yaml as `dvc exp run -S prune=p99` does (Hydra), and the committed
+params.yaml is that composition. A preset run through DVC's queue and back from its run-cache:
+tests/test_experiments.py (one queue run serves both)."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bignn.config import params_from_dict
-from commands import params, seeds, sweep
-from tests.conftest import committed, tiny_dict
-from tests.dvc_repo import make_repo, outputs, ran, run_queue, sh
+from commands import params, seeds
+from tests.conftest import committed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -115,40 +113,3 @@ def test_seeds_takes_a_preset_as_dvc_exp_run_does(tmp_path: Path, monkeypatch: p
     shutil.copytree(CONF, tmp_path / "conf")
     monkeypatch.chdir(tmp_path)
     assert seeds.base_params(["prune=p99", "prune.seed=3"]) == _composed("prune=p99", "prune.seed=3")
-
-
-def _tiny_conf(repo: Path) -> None:
-    """conf/ for the tiny pipeline: its params, with the real prune presets over a tiny default."""
-    tiny = tiny_dict(prune={"amount": 0.5})
-    prune = tiny.pop("prune")
-    shutil.copytree(CONF / "prune", repo / "conf" / "prune")
-    (repo / "conf" / "prune" / "default.yaml").write_text(yaml.safe_dump(prune))
-    (repo / "conf" / "config.yaml").write_text(
-        yaml.safe_dump({"defaults": ["_self_", {"prune": "default"}]}) + yaml.safe_dump({**tiny, "prune": {}}))
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("presets"))
-    _tiny_conf(repo)
-    sh(repo, "dvc", "config", "hydra.enabled", "true")
-    sh(repo, sys.executable, "-m", "commands", "params")
-    sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "-m", "tiny pipeline with presets")
-    return repo
-
-
-def test_a_queued_preset_runs_and_comes_back_from_the_run_cache(repo: Path) -> None:
-    sh(repo, "dvc", "exp", "run", "--queue", "-n", "p99", "-S", "prune=p99")
-    run_queue(repo, 1)
-    shown = dict(sweep.experiments(json.loads(sh(repo, "dvc", "exp", "show", "--json"))))
-    queued = shown["p99"]
-    assert queued["params"]["params.yaml"]["data"]["prune"]["finetune_epochs"] == 8
-    assert queued["metrics"]["metrics/pruned.json"]["data"]["sparsity"] == pytest.approx(0.99, abs=1e-4)
-    # The same preset again, in the workspace: every stage it changes comes from the run-cache the queued
-    # run filled, nothing is retrained, and the workspace gets the queued run's outputs.
-    out = sh(repo, "dvc", "exp", "run", "-S", "prune=p99")
-    assert ran(out) == [] and "skipping run" in out, out
-    assert yaml.safe_load((repo / "params.yaml").read_text())["prune"]["amount"] == 0.99
-    assert json.loads(outputs(repo)["metrics/pruned.json"]) == queued["metrics"]["metrics/pruned.json"]["data"]
