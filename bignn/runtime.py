@@ -52,7 +52,9 @@ def setup(threads: int, kernels: str) -> None:
     # not taken from the machine.
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.use_deterministic_algorithms(True)
+    # What torch.use_deterministic_algorithms(True) sets, without its import of torch._inductor (only to set
+    # the compiler's own flag): that import cost every stage process 1.5 s, a tenth of a tiny stage's run.
+    torch.set_deterministic_debug_mode("error")
     # Deterministic mode also fills every new uninitialized tensor with NaN, to expose kernels that read memory
     # they never wrote. None of ours do (the checkpoints' bytes are the same either way: tested), and the fills
     # were ~100 memsets a step, ~7% of a dense training epoch on a 2-core AMD EPYC.
