@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import warnings
@@ -18,6 +19,7 @@ from torch import nn
 from bignn.config import EvaluateConfig
 from bignn.data import Split
 from bignn.metrics import speed_metrics, speed_of
+from bignn.model import BigCNN, relu_before_pool
 from bignn.training import predict, prepare, score_logits
 
 # ONNX opset of the export; onnxruntime 1.32 runs up to 23.
@@ -28,7 +30,7 @@ STACK_TRACE = "pkg.torch.onnx.stack_trace"
 def to_onnx(model: nn.Module) -> bytes:
     """The model (eval mode, float32, any batch size) as ONNX bytes, through torch.export (the exporter torch
     recommends since 2.9; the TorchScript one is deprecated). The bytes are the same on every call."""
-    model = model.eval()
+    model = (relu_before_pool(copy.deepcopy(model)) if isinstance(model, BigCNN) else model).eval()
     example = torch.zeros(2, 1, 28, 28)
     batch = torch.export.Dim("batch", min=1)
     # The exporter prints its progress and warns about its own internals; nothing a user can act on.

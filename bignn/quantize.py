@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bignn.io import CheckpointError
-from bignn.model import build_model
+from bignn.model import BigCNN, build_model, relu_before_pool
 
 # fbgemm's kernels on every CPU. PyTorch's "x86" engine (the same qconfig) packs the int8 convolutions for oneDNN
 # instead where the CPU has AVX-512 VNNI, and the file then holds other bytes than on a CPU without it (AMD Zen 3
@@ -33,16 +33,15 @@ class Int8Model(nn.Module):
         self.graph = graph
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        on = torch.are_deterministic_algorithms_enabled()
-        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.use_deterministic_algorithms(False)
+        mode = torch.get_deterministic_debug_mode()  # the check (error, warn or off) as runtime.setup left it
+        torch.set_deterministic_debug_mode("default")
         try:
             return self.graph(x)
         finally:
-            torch.use_deterministic_algorithms(on, warn_only=warn_only)
+            torch.set_deterministic_debug_mode(mode)
 
 
-def _convert(float_model: nn.Module, calibration: torch.Tensor, batch_size: int) -> Int8Model:
+def _convert(float_model: BigCNN, calibration: torch.Tensor, batch_size: int) -> Int8Model:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -51,7 +50,7 @@ def _convert(float_model: nn.Module, calibration: torch.Tensor, batch_size: int)
         # torch.ao.quantization warns on every call that it is moving to torchao (deprecations, observer
         # arguments); this FX API is what the pinned torch ships (docs/structured-int8.md).
         warnings.simplefilter("ignore")
-        prepared = prepare_fx(float_model.eval(), get_default_qconfig_mapping(BACKEND),
+        prepared = prepare_fx(relu_before_pool(float_model).eval(), get_default_qconfig_mapping(BACKEND),
                               example_inputs=(calibration[:1],))
         with torch.inference_mode():
             for i in range(0, len(calibration), batch_size):
@@ -59,7 +58,7 @@ def _convert(float_model: nn.Module, calibration: torch.Tensor, batch_size: int)
         return Int8Model(convert_fx(prepared))
 
 
-def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int = 256) -> Int8Model:
+def quantize_int8(model: BigCNN, calibration: torch.Tensor, batch_size: int = 256) -> Int8Model:
     """An int8 copy of model: conv+BN+ReLU and linear+ReLU fused, activation ranges from `calibration` images."""
     return _convert(copy.deepcopy(model), calibration, batch_size)
 
