@@ -48,7 +48,8 @@ GROUPS = (
     ("augmentation", ("affine_grid", "grid_sampler", "aten::cos", "aten::sin", "aten::bmm")),
     ("optimizer", ("adam", "zero_grad", "lr_scheduler")),
     ("conv", ("conv",)),
-    ("linear", ("addmm", "aten::mm", "aten::linear", "sparse")),
+    # Under kernels: portable the products run as oneDNN's linear (bignn/matmul.py): mkldnn::_linear_pointwise.
+    ("linear", ("addmm", "aten::mm", "aten::linear", "linear_pointwise", "sparse")),
     ("batch norm", ("batch_norm",)),
     ("max pool", ("max_pool",)),
     ("relu", ("relu", "threshold", "clamp_min")),

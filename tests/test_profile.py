@@ -13,7 +13,8 @@ from commands import profile
 
 
 @pytest.mark.parametrize(("op", "group"), [
-    ("aten::mm", "linear"), ("aten::addmm", "linear"), ("aten::convolution_backward", "conv"),
+    ("aten::mm", "linear"), ("aten::addmm", "linear"), ("mkldnn::_linear_pointwise", "linear"),
+    ("aten::convolution_backward", "conv"),
     ("aten::mkldnn_convolution", "conv"), ("aten::threshold_backward", "relu"), ("aten::clamp_min_", "relu"),
     ("aten::native_batch_norm_backward", "batch norm"), ("aten::_fused_adamw_", "optimizer"),
     ("aten::grid_sampler_2d", "augmentation"), ("aten::fill_", "memory fill and copies"),
