@@ -7,8 +7,8 @@ Deep Compression (Han et al. 2016) in two forms, both told apart by their first 
 - range (BIGNN-SPARSE-4): positions coded line by line with each line's own density, values as indices
   into a per-layer codebook (k-means or the uniform grid), both range-coded (see entropy.py); codebooks,
   biases and batch norms (folded into one scale and shift per channel) in float16, all the small parts in
-  one lzma container. (BIGNN-SPARSE-3 was the same with gap models that numpy computed, which came out
-  other to the last bit on CPUs with AVX-512: see entropy.py. Its files are refused with what to run.)
+  one lzma container. (BIGNN-SPARSE-3 was the same with gap models from numpy's power, which differs in the
+  last bit on CPUs with AVX-512: see entropy.py. Its files are refused with what to run.)
 In the lzma form every other tensor (biases, batch-norm statistics) is stored exactly, as float32.
 
 Neither file holds a pickle: a JSON header says how to rebuild each tensor, so loading never runs code.
@@ -377,7 +377,7 @@ def decode_file(data: bytes) -> BigCNN:
     if data.startswith(RANGE_MAGIC):
         return decode_range(data)
     if data.startswith(b"BIGNN-SPARSE-") and not data.startswith(MAGIC):
-        version = bytes(data[:data.find(b"\n", 0, 32)]).decode("ascii", "replace")
+        version = bytes(data[:32]).split(b"\n")[0].decode("ascii", "replace")
         raise ValueError(f"its format {version} is an earlier version's, which this one no longer reads: run "
                          "`dvc repro` to write it again")
     return decode(data)

@@ -15,9 +15,9 @@ The range coder is `constriction`'s (queue.RangeEncoder / RangeDecoder, 32-bit w
 
 The decoder must rebuild exactly the probabilities the encoder used, on whatever CPU reads the file, so every
 model here is computed with IEEE basic operations only (+ - * /, a running product, an exactly rounded sum).
-numpy's power and log are not such: they take a vector math library's paths on CPUs with AVX-512 that differ
-in the last bit from the AVX2 ones, and a file written on an AVX-512 Intel failed to decode on an AVX2 AMD
-(docs/reproducibility.md).
+numpy's power and log are not such: on CPUs with AVX-512 they take a vector math library's paths, which differ
+in the last bit from the AVX2 ones, and a file written at numpy's AVX-512 level failed to decode at its AVX2
+level (docs/reproducibility.md).
 """
 
 from __future__ import annotations
