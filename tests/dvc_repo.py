@@ -1,8 +1,9 @@
 """A tiny DVC project in a fresh git repo, for the end-to-end tests.
 
-One test session runs `dvc repro` on it once (template_repo, whichever pytest-xdist worker asks first; the others
-wait on a file lock) and each end-to-end module works in its own copy (copy_repo): three full tiny runs were
-~40 s each, half of the suite's wall time on 2 cores.
+One test session builds it and runs `dvc repro` once (template_repo: tests/conftest.py starts that in the
+background at session start, and any pytest-xdist worker that needs it first waits on a file lock) and each
+end-to-end module works in its own copy (copy_repo). Three modules each reproduced a repo of their own before,
+~40 s of 2 cores each.
 """
 
 from __future__ import annotations
