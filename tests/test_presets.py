@@ -1,6 +1,6 @@
 """Named presets: conf/ composes params.yaml as `dvc exp run -S prune=p99` does (Hydra), and the committed
 params.yaml is that composition. A preset run through DVC's queue and back from its run-cache:
-tests/test_experiments.py (one queue run serves both)."""
+tests/test_queue.py (one queue run serves the sweep points and the preset)."""
 
 from __future__ import annotations
 
