@@ -8,6 +8,7 @@ end-to-end module works in its own copy (copy_repo). Three modules each reproduc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -107,6 +108,11 @@ def outputs(repo: Path) -> dict[str, bytes]:
     """Every file the pipeline writes (models and metrics), by path."""
     return {str(p.relative_to(repo)): p.read_bytes() for d in ("models", "metrics") for p in (repo / d).rglob("*")
             if p.is_file()}
+
+
+def metrics(repo: Path, name: str) -> dict:
+    """metrics/<name>.json of the repo."""
+    return json.loads((repo / "metrics" / f"{name}.json").read_text())
 
 
 def ran(out: str) -> list[str]:

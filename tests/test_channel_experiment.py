@@ -10,16 +10,13 @@ from pathlib import Path
 import pytest
 
 from commands import sweep
-from tests.dvc_repo import copy_repo, sh
+from tests.dvc_repo import copy_repo, metrics, sh
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, str]) -> Path:
     return copy_repo(tiny_template[0], tmp_path_factory.mktemp("channel"))
 
-
-def metrics(repo: Path, name: str) -> dict:
-    return json.loads((repo / "metrics" / f"{name}.json").read_text())
 
 
 def test_channel_stage_writes_smaller_models_and_runs_its_own_experiments(repo: Path) -> None:

@@ -17,16 +17,13 @@ import pytest
 import yaml
 
 from bignn import paths
-from tests.dvc_repo import ROOT, assert_restored, copy_repo, outputs, ran, run, sh
+from tests.dvc_repo import ROOT, assert_restored, copy_repo, metrics, outputs, ran, run, sh
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, str]) -> Path:
     return copy_repo(tiny_template[0], tmp_path_factory.mktemp("repo"))
 
-
-def metrics(repo: Path, name: str) -> dict:
-    return json.loads((repo / "metrics" / f"{name}.json").read_text())
 
 
 def test_repro_then_experiment_reprunes_without_retraining(repo: Path, tiny_template: tuple[Path, str]) -> None:

@@ -49,15 +49,24 @@ print("md5", hashlib.md5(weights).hexdigest())
 """
 
 
+def _run(code: str, cwd: Path, **env: str) -> list[str]:
+    """The lines `code` prints in a fresh process started from a shell without the kernel switches."""
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=clean_env(**env), capture_output=True,
+                          text=True, check=True, timeout=300).stdout.splitlines()
+
+
+def _md5(lines: list[str]) -> str:
+    """What follows "md5 " on the line that starts with it."""
+    return next(line.split(maxsplit=1)[1] for line in lines if line.startswith("md5 "))
+
+
 def test_a_few_default_training_steps_give_the_committed_bytes(tmp_path: Path) -> None:
     # No params.yaml in the folder: the default kernels. MKL_VERBOSE prints a line for every MKL call.
-    out = subprocess.run([sys.executable, "-c", TRAIN_A_FEW_STEPS], cwd=tmp_path, env=clean_env(MKL_VERBOSE="1"),
-                         capture_output=True, text=True, check=True, timeout=300).stdout
-    lines = out.splitlines()
+    lines = _run(TRAIN_A_FEW_STEPS, tmp_path, MKL_VERBOSE="1")
     assert "kernels portable capability AVX2" in lines
     # MKL's float products take another path on AMD than on Intel: under portable nothing may reach MKL.
     assert not [line for line in lines if line.startswith("MKL_VERBOSE") and "NThr" in line]
-    md5 = next(line.split()[1] for line in lines if line.startswith("md5 "))
+    md5 = _md5(lines)
     assert md5 == PORTABLE_MD5, (
         f"the default kernels trained other bytes on this CPU ({md5}): see docs/reproducibility.md")
 
@@ -140,16 +149,12 @@ print("md5", md5.hexdigest(), "axis", entropy.best_axis(mask), entropy.best_axis
 NUMPY_LEVELS = ("AVX512_SPR", "AVX512_ICL", "X86_V4", "X86_V3")
 
 
-def test_the_range_coders_models_are_the_same_at_every_numpy_level() -> None:
+def test_the_range_coders_models_are_the_same_at_every_numpy_level(tmp_path: Path) -> None:
     from numpy._core._multiarray_umath import __cpu_features__
 
     here = [level for level in NUMPY_LEVELS if __cpu_features__.get(level)]
-    results = set()
-    for k in range(len(here) + 1):
-        env = clean_env(NPY_DISABLE_CPU_FEATURES=" ".join(here[:k]))
-        out = subprocess.run([sys.executable, "-c", CODE_EVERY_GAP_MODEL], env=env, capture_output=True,
-                             text=True, check=True, timeout=120).stdout
-        results.add(next(line.split(maxsplit=1)[1] for line in out.splitlines() if line.startswith("md5 ")))
+    results = {_md5(_run(CODE_EVERY_GAP_MODEL, tmp_path, NPY_DISABLE_CPU_FEATURES=" ".join(here[:k])))
+               for k in range(len(here) + 1)}
     assert results == {f"{CODER_MD5} axis 0 1"}, f"numpy levels {here} on this CPU coded {results}"
 
 
@@ -177,7 +182,5 @@ print("md5", hashlib.md5(int8_bytes(int8, model.model_args)).hexdigest())
 
 
 def test_the_int8_file_is_the_same_whatever_the_cpus_int8_extensions(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", QUANTIZE_A_SMALL_MODEL], cwd=tmp_path, env=clean_env(),
-                         capture_output=True, text=True, check=True, timeout=300).stdout
-    md5 = next(line.split()[1] for line in out.splitlines() if line.startswith("md5 "))
+    md5 = _md5(_run(QUANTIZE_A_SMALL_MODEL, tmp_path))
     assert md5 == INT8_MD5, f"the int8 file has other bytes on this CPU ({md5}): see docs/reproducibility.md"
