@@ -83,7 +83,7 @@ def prune_channels(model: BigCNN, keep: list[int], opt: torch.optim.Optimizer | 
             convs[i + 1].in_channels = len(index)
         else:
             area = (28 >> len(convs)) ** 2
-            _take(fcs[0], "weight", 1, (index[:, None] * area + torch.arange(area)).flatten(), opt)
+            _take(fcs[0], "weight", 1, (index[:, None] * area + torch.arange(area, device=index.device)).flatten(), opt)
             fcs[0].in_features = len(index) * area
     for fc, nxt, index in zip(fcs[:-1], fcs[1:], kept[len(convs):], strict=True):
         _take(fc, "weight", 0, index, opt)

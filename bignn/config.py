@@ -19,6 +19,7 @@ import yaml
 from bignn.kernels import KERNEL_ENV as _KERNEL_ENV
 
 KERNEL_MODES = tuple(_KERNEL_ENV)
+DEVICES = ("cpu", "cuda", "auto")
 
 
 class ConfigError(ValueError):
@@ -235,6 +236,7 @@ class Params:
     seed: int
     threads: int
     kernels: str
+    device: str
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
@@ -250,6 +252,7 @@ class Params:
         _require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         _require(1 <= self.threads <= 256, "threads", "an integer in [1, 256]", self.threads)
         _require(self.kernels in KERNEL_MODES, "kernels", "portable, baseline or native", self.kernels)
+        _require(self.device in DEVICES, "device", f"one of {list(DEVICES)}", self.device)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -103,7 +103,8 @@ def augment(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Gen
         zoom = 1 + (torch.rand(n, generator=gen) * 2 - 1) * max_scale
         cos, sin = cos / zoom, sin / zoom
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # Drawn on the CPU generator whatever the device (the same batches on a GPU), then moved to the images.
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from bignn.data import Split
 from bignn.model import prunable
-from bignn.training import predict, score_logits
+from bignn.training import CPU, predict, score_logits
 
 
 def _quantized(m: nn.Module) -> bool:
@@ -153,9 +153,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_metrics(threads: int, kernels: str) -> dict[str, float | str]:
-    """Where timings were taken: the same code runs 2x slower on an AVX2-only CPU than on an AVX-512 one."""
-    return {"cpu": cpu_model(),
+def device_name(device: torch.device) -> str:
+    """"cpu", or "cuda (NVIDIA H100 80GB HBM3)": the GPU type, which the bytes of a CUDA run depend on."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def machine_metrics(threads: int, kernels: str, device: torch.device = CPU) -> dict[str, float | str]:
+    """Where timings were taken: the same code runs 2x slower on an AVX2-only CPU than on an AVX-512 one.
+    `device` is where training and accuracy ran; latency, throughput and memory are measured on the CPU
+    (latency_device)."""
+    return {"cpu": cpu_model(), "device": device_name(device), "latency_device": "cpu",
             # The widest SIMD path torch's own kernels use here: AVX512, AVX2, DEFAULT (or NEON etc.), as capped
             # by the kernels param.
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "kernels": kernels,
@@ -164,10 +173,16 @@ def machine_metrics(threads: int, kernels: str) -> dict[str, float | str]:
             "torch": torch.__version__}
 
 
-def measure(model: nn.Module, checkpoint: Path, test: Split, cfg: Any) -> tuple[dict[str, float], list[int]]:
+def measure(model: nn.Module, checkpoint: Path, test: Split, cfg: Any, device: torch.device = CPU,
+            ) -> tuple[dict[str, float], list[int]]:
     """Every metric of one model read from `checkpoint` (its file's size among them), with evaluate's
-    settings `cfg` (batch_size, latency_runs, throughput_batches), plus its predictions on the test set."""
-    acc, preds = accuracy_metrics(model, test, cfg.batch_size)
+    settings `cfg` (batch_size, latency_runs, throughput_batches), plus its predictions on the test set.
+
+    A float model's accuracy is measured on `device`; an int8 model's on the CPU, where its kernels are. Memory
+    and speed are always the CPU's (machine_metrics' latency_device)."""
+    on_device = model.to(device) if any(True for _ in model.parameters()) else model
+    acc, preds = accuracy_metrics(on_device, test, cfg.batch_size)
+    model.to(CPU)
     metrics = {**acc, **size_metrics(model, checkpoint), **memory_metrics(model, test, cfg.batch_size),
                **speed_metrics(model, test, cfg.batch_size, cfg.latency_runs, cfg.throughput_batches)}
     return metrics, preds.tolist()

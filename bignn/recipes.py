@@ -18,7 +18,7 @@ from bignn.live import EpochLogger
 from bignn.model import BigCNN, build_model, count_params, model_args_from
 from bignn.pruning.gradual import gradual_fit
 from bignn.pruning.unstructured import prune_model
-from bignn.training import FitSpec, LossFn, cached_distillation, distillation_loss, fit, prepare, score
+from bignn.training import CPU, FitSpec, LossFn, cached_distillation, distillation_loss, fit, prepare, score
 
 History = list[dict[str, Any]]
 
@@ -30,11 +30,13 @@ def dense_fit_spec(t: TrainConfig) -> FitSpec:
 
 
 def train_dense(params: Params, train: Split, test: Split, gen: torch.Generator,
-                on_epoch: EpochLogger | None = None) -> tuple[BigCNN, History]:
-    """The big CNN trained from scratch (its init from torch's global RNG: seed it first)."""
+                on_epoch: EpochLogger | None = None, device: torch.device = CPU) -> tuple[BigCNN, History]:
+    """The big CNN trained from scratch (its init from torch's global RNG: seed it first), on `device`; the
+    model comes back on the CPU, as from every recipe here."""
     model = build_model(**model_args_from(params.model))
     print(f"model: {count_params(model):,} parameters, {len(train)} training images", flush=True)
-    return model, fit(model, train, test, dense_fit_spec(params.train), gen, desc="train", on_epoch=on_epoch)
+    return model, fit(model, train, test, dense_fit_spec(params.train), gen, desc="train", on_epoch=on_epoch,
+                      device=device)
 
 
 def _one_shot_row(model: nn.Module, test: Split, on_epoch: EpochLogger | None) -> History:
@@ -46,7 +48,7 @@ def _one_shot_row(model: nn.Module, test: Split, on_epoch: EpochLogger | None) -
 
 
 def channel_prune(model: BigCNN, params: Params, train: Split, test: Split, gen: torch.Generator,
-                  on_epoch: EpochLogger | None = None) -> History:
+                  on_epoch: EpochLogger | None = None, device: torch.device = CPU) -> History:
     """Remove channel.amount of every hidden layer's channels while fine-tuning (in place: the layers are rebuilt
     smaller at every step); returns the fine-tune history."""
     cfg = params.channel
@@ -56,10 +58,12 @@ def channel_prune(model: BigCNN, params: Params, train: Split, test: Split, gen:
         return _one_shot_row(model, test, on_epoch)
     return gradual_fit(model, cfg, params.train,
                        lambda target, opt: prune_channels(model, kept_widths(dense, target), opt),
-                       train, test, gen, "channel fine-tune", on_epoch)
+                       train, test, gen, "channel fine-tune", on_epoch, device=device)
 
 
-def teacher_loss(teacher: nn.Module, cfg: DistillConfig, label_smoothing: float, train: Split) -> LossFn:
+def teacher_loss(teacher: nn.Module, cfg: DistillConfig, label_smoothing: float, train: Split,
+                 device: torch.device = CPU) -> LossFn:
+    teacher.to(device)  # the cached targets are computed there too, once
     if cfg.soft_targets == "cached":
         return cached_distillation(teacher, train, cfg.temperature, cfg.alpha, label_smoothing)
     prepare(teacher).eval()
@@ -74,16 +78,16 @@ def teacher_loss(teacher: nn.Module, cfg: DistillConfig, label_smoothing: float,
 
 
 def train_student(params: Params, train: Split, test: Split, gen: torch.Generator, teacher: nn.Module | None,
-                  on_epoch: EpochLogger | None = None) -> tuple[BigCNN, History]:
+                  on_epoch: EpochLogger | None = None, device: torch.device = CPU) -> tuple[BigCNN, History]:
     """The student from its seeded init; distilled from `teacher`, or from the labels alone with None."""
     cfg, t = params.distill, params.train
     student = build_model(**model_args_from(cfg.student))
     spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
                    label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
                    max_scale=t.max_scale, schedule="onecycle")
-    loss_fn = None if teacher is None else teacher_loss(teacher, cfg, t.label_smoothing, train)
+    loss_fn = None if teacher is None else teacher_loss(teacher, cfg, t.label_smoothing, train, device)
     history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
-                  desc="distill" if teacher is not None else "student", on_epoch=on_epoch)
+                  desc="distill" if teacher is not None else "student", on_epoch=on_epoch, device=device)
     return student, history
 
 

@@ -1,5 +1,5 @@
-"""The one place that sets a process up: kernels, matmul routing, threads and determinism (setup), seeds
-(seeded). Every entry point calls setup first; nothing here runs at import."""
+"""The one place that sets a process up: kernels, matmul routing, threads and determinism (setup), the device
+(use_device), seeds (seeded). Every entry point calls setup first; nothing here runs at import."""
 
 from __future__ import annotations
 
@@ -62,6 +62,51 @@ def setup(threads: int, kernels: str) -> None:
     # Adam's moments for pruned (always-zero-gradient) weights decay geometrically into denormal floats,
     # which x86 handles ~100x slower: fine-tuning ran 25% slower without this.
     torch.set_flush_denormal(True)
+
+
+CPU = torch.device("cpu")
+# cuBLAS picks among several reduction orders unless its workspace is fixed: with this setting its products
+# give the same bits on every run (NVIDIA's cuBLAS docs, "Results reproducibility"; torch's
+# use_deterministic_algorithms demands it).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def resolve_device(name: str, cuda_available: bool | None = None) -> torch.device:
+    """The torch.device that params.yaml's `device` names here; `cuda` without a GPU is a ConfigError.
+
+    cpu never touches CUDA (not even to ask whether it is there)."""
+    if name == "cpu":
+        return CPU
+    if name not in ("cuda", "auto"):
+        raise ValueError(f"device must be one of ['cpu', 'cuda', 'auto'], got {name!r}")
+    available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if available:
+        return torch.device("cuda")
+    if name == "auto":
+        return CPU
+    raise ValueError(f"device: cuda, but torch {torch.__version__} sees no CUDA GPU on this machine; set device: "
+                     "cpu or auto (e.g. `dvc exp run -S device=auto`)")
+
+
+def deterministic_cuda() -> None:
+    """What the same bytes on the same GPU type take: a fixed cuBLAS workspace (read when cuBLAS starts, so
+    before the first product), cuDNN's deterministic algorithms and no benchmarking among them (which picks by
+    timing, so by luck), and float32 products in float32 (TF32 would be another recipe than the CPU's).
+    Touches no GPU: the flags are read when the first kernel runs. setup() already made torch raise on an
+    op that has no deterministic CUDA kernel."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def use_device(name: str) -> torch.device:
+    """Resolve params.yaml's `device` (after setup) and, for a GPU, ask for its deterministic kernels."""
+    device = resolve_device(name)
+    if device.type == "cuda":
+        deterministic_cuda()
+    return device
 
 
 def seeded(seed: int) -> torch.Generator:

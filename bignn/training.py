@@ -32,6 +32,7 @@ class FitSpec:
 # Conv layers run in channels-last (NHWC) layout: oneDNN's CPU conv kernels are NHWC, so in the default NCHW
 # layout every conv reorders its input and output, forward and backward.
 MEMORY_FORMAT = torch.channels_last
+CPU = torch.device("cpu")
 
 
 def prepare(model: nn.Module, memory_format: torch.memory_format = MEMORY_FORMAT) -> nn.Module:
@@ -54,16 +55,22 @@ def _scheduler(opt: torch.optim.Optimizer, spec: FitSpec, total: int) -> torch.o
     raise ValueError(f"unknown schedule {spec.schedule!r}; known: onecycle, cosine")
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights are (an int8 model has no parameters: the CPU, its only home)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, split: Split, batch_size: int = 1000,
             memory_format: torch.memory_format = MEMORY_FORMAT) -> torch.Tensor:
-    """Logits for a whole split, in eval mode."""
+    """Logits for a whole split, in eval mode, computed where the model is and returned on the CPU."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(as_input(split.images[i:i + batch_size], memory_format))
+    device = device_of(model)
+    out = torch.cat([model(as_input(split.images[i:i + batch_size].to(device), memory_format))
                      for i in range(0, len(split), batch_size)])
     model.train(was_training)
-    return out
+    return out.cpu()
 
 
 def score_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -82,16 +89,22 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torc
 
 def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: torch.Generator,
         on_step: Callable[[int, int, torch.optim.Optimizer], None] | None = None, loss_fn: LossFn | None = None,
-        desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None,
+        device: torch.device = CPU) -> list[dict[str, float]]:
     """Train with AdamW; returns one row per epoch (train and test loss and accuracy, seconds).
 
     on_step(step, total_steps, optimizer) runs before every optimizer step (gradual pruning uses it; channel
     pruning slices the optimizer's state with the layers); on_epoch(row) after every epoch (the stages log it
     with DVCLive).
+    The model and the training images move to `device` for the fit, and the model comes back to the CPU at
+    the end, where every later step (masks made permanent, compression, int8, checkpoints) runs. Random draws
+    (data order, augmentation) come from `gen` on the CPU whatever the device, so a GPU run sees the same
+    batches.
     loss_fn(logits, images, labels, idx) replaces the label-smoothed cross-entropy (distillation uses it: a
     teacher either sees the student's augmented images or looks up its targets for those training indices).
     """
-    prepare(model)
+    prepare(model.to(device))
+    train = Split(train.images.to(device), train.labels.to(device))
     n_batches = -(-len(train) // spec.batch_size)
     total = spec.epochs * n_batches
     # fused: one kernel for the whole update; on 2 cores the default per-tensor loop took 12-20 ms a step.
@@ -131,6 +144,7 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
         if on_epoch is not None:
             on_epoch(row)
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    model.to(CPU)
     return history
 
 
@@ -161,6 +175,6 @@ def cached_distillation(teacher: nn.Module, train: Split, temperature: float, al
     cached = predict(prepare(teacher), train).clone()
 
     def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return distillation_loss(logits, cached[idx], labels, temperature, alpha, label_smoothing)
+        return distillation_loss(logits, cached[idx].to(logits.device), labels, temperature, alpha, label_smoothing)
 
     return loss

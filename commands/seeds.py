@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 import yaml
 from torch import nn
 
@@ -32,21 +33,25 @@ from bignn.data import Split, split_of
 from bignn.io import load_checkpoint, write_json
 from bignn.metrics import machine_metrics
 from bignn.pruning.unstructured import prune_model
-from bignn.runtime import cli, seeded, setup
+from bignn.runtime import cli, resolve_device, seeded, setup, use_device
 from bignn.training import score
 from commands.params import compose
 
 Data = tuple[Split, Split]
 
 
+def _device(p: Params) -> torch.device:
+    return resolve_device(p.device)  # main() has set it up (use_device); one device for every seed
+
+
 def _dense(p: Params, data: Data) -> nn.Module:
-    return recipes.train_dense(p, *data, seeded(p.seed))[0]
+    return recipes.train_dense(p, *data, seeded(p.seed), device=_device(p))[0]
 
 
 def _pruned(p: Params, data: Data) -> nn.Module:
     gen = seeded(p.prune.seed)
     model = load_checkpoint(paths.DENSE_MODEL)[0]
-    prune_model(model, p.prune, p.train, *data, gen)
+    prune_model(model, p.prune, p.train, *data, gen, device=_device(p))
     return model
 
 
@@ -58,7 +63,7 @@ def _compressed(p: Params, data: Data) -> tuple[nn.Module, int]:
 def _channel(p: Params, data: Data) -> nn.Module:
     gen = seeded(p.channel.seed)
     model = load_checkpoint(paths.DENSE_MODEL)[0]
-    recipes.channel_prune(model, p, *data, gen)
+    recipes.channel_prune(model, p, *data, gen, device=_device(p))
     return model
 
 
@@ -66,7 +71,7 @@ def _combined(p: Params, data: Data) -> tuple[nn.Module, int]:
     source = {"channel": paths.CHANNEL_MODEL, "student": paths.STUDENT_MODEL}[p.combine.source]
     gen = seeded(p.combine.seed)
     model = load_checkpoint(source)[0]
-    prune_model(model, p.combine, p.train, *data, gen)
+    prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
     blob = compress_model(p.compress, model, paths.DENSE_MODEL.stat().st_size, source.stat().st_size)[0]
     return decode_file(blob), len(blob)
 
@@ -74,7 +79,7 @@ def _combined(p: Params, data: Data) -> tuple[nn.Module, int]:
 def _student(p: Params, data: Data) -> nn.Module:
     # models/student.pth: distilled only where distill.alpha > 0 (opt-in), else the student alone.
     teacher = load_checkpoint(paths.DENSE_MODEL)[0] if p.distill.alpha > 0 else None
-    return recipes.train_student(p, *data, seeded(p.distill.seed), teacher)[0]
+    return recipes.train_student(p, *data, seeded(p.distill.seed), teacher, device=_device(p))[0]
 
 
 # model name -> (the params key that seeds it, what trains it). The compressed forms also give their file's
@@ -155,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     raw = base_params(args.overrides)
     params = params_from_dict(raw)
     setup(params.threads, params.kernels)
+    device = use_device(params.device)
     rows = run(args.model, args.seeds, raw)
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}")
     if args.save:
@@ -163,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "model": args.model, "overrides": args.overrides, "runs": rows, "mean": mean, "std": std,
             "command": " ".join(["python -m commands seeds", args.model, "--seeds", *map(str, args.seeds),
                                  *[f"-S {o}" for o in args.overrides], "--save"]),
-            "machine": machine_metrics(params.threads, params.kernels)})
+            "machine": machine_metrics(params.threads, params.kernels, device)})
 
 
 if __name__ == "__main__":

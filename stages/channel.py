@@ -20,16 +20,17 @@ from bignn.io import atomic_write_bytes, load_checkpoint, save_checkpoint, write
 from bignn.live import EpochLogger, epoch_logger
 from bignn.model import BigCNN, count_params
 from bignn.quantize import int8_bytes, quantize_int8
-from bignn.runtime import cli, seeded, setup
+from bignn.runtime import CPU, cli, seeded, setup, use_device
 
 
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,
-        ) -> tuple[BigCNN, list[dict[str, Any]]]:
-    """The channel-pruned, fine-tuned model and its fine-tune history (one-shot: its one score as epoch 0)."""
+        device: torch.device = CPU) -> tuple[BigCNN, list[dict[str, Any]]]:
+    """The channel-pruned model, fine-tuned on `device`, and its fine-tune history (one-shot: its one score as
+    epoch 0). The int8 copy is made on the CPU (int8_copy): torch's int8 kernels are CPU kernels."""
     gen = seeded(params.channel.seed)
     model, _ = load_checkpoint(dense_path)
     train, test = split_of(params.data, train=True), split_of(params.data, train=False)
-    return model, recipes.channel_prune(model, params, train, test, gen, on_epoch)
+    return model, recipes.channel_prune(model, params, train, test, gen, on_epoch, device)
 
 
 def int8_copy(params: Params, model: BigCNN) -> torch.nn.Module:
@@ -41,8 +42,9 @@ def main() -> None:
     t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
+    device = use_device(params.device)
     with epoch_logger("channel") as log:
-        model, _ = run(params, on_epoch=log)
+        model, _ = run(params, on_epoch=log, device=device)
     int8 = int8_copy(params, model)
     print(f"rebuilt smaller: conv {model.model_args['conv_channels']}, FC {model.model_args['hidden']}, "
           f"{count_params(model):,} parameters")

@@ -12,31 +12,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bignn import paths
 from bignn.config import Params, load_params
 from bignn.data import split_of
 from bignn.forms import load_model
 from bignn.io import write_csv, write_json
 from bignn.metrics import error_rows, frontier_rows, machine_metrics, measure, peak_rss_mb
-from bignn.runtime import cli, seeded, setup
+from bignn.runtime import CPU, cli, seeded, setup, use_device
 from bignn.training import prepare
 
 # The misclassified test images (for `dvc plots`' confusion view) of these two only.
 ERRORS = ("dense", "pruned")
 
 
-def run(params: Params, models: dict[str, Path] = paths.MODEL_FILES) -> dict[str, Any]:
-    """{"labels": [...], "machine": {...}, "models": {name: {"metrics": {...}, "preds": [...]}}}."""
+def run(params: Params, models: dict[str, Path] = paths.MODEL_FILES, device: torch.device = CPU,
+        ) -> dict[str, Any]:
+    """{"labels": [...], "machine": {...}, "models": {name: {"metrics": {...}, "preds": [...]}}}; the float
+    models' accuracy measured on `device`, every timing on the CPU."""
     seeded(params.seed)
     test = split_of(params.data, train=False)
     out: dict[str, Any] = {"labels": test.labels.tolist(), "models": {}}
     for name, path in models.items():
         model = prepare(load_model(path))  # the layout the stages train and predict in
-        metrics, preds = measure(model, Path(path), test, params.evaluate)
+        metrics, preds = measure(model, Path(path), test, params.evaluate, device)
         out["models"][name] = {"metrics": metrics, "preds": preds}
         print(name, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
     # The whole process's high-water mark, importing torch included: what a user's process pays.
-    out["machine"] = {**machine_metrics(params.threads, params.kernels),
+    out["machine"] = {**machine_metrics(params.threads, params.kernels, device),
                       "evaluate_peak_rss_mb": round(peak_rss_mb(), 1)}
     return out
 
@@ -45,7 +49,7 @@ def main() -> None:
     t0 = time.perf_counter()
     params = load_params()
     setup(params.threads, params.kernels)
-    result = run(params)
+    result = run(params, device=use_device(params.device))
     for name, model in result["models"].items():
         write_json(paths.model_metrics(name), model["metrics"])
         if name in ERRORS:

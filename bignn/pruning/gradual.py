@@ -10,7 +10,7 @@ from torch import nn
 
 from bignn.config import FinetuneConfig, TrainConfig
 from bignn.data import Split
-from bignn.training import FitSpec, fit
+from bignn.training import CPU, FitSpec, fit
 
 
 def cubic_schedule(amount: float, steps: int) -> list[float]:
@@ -35,11 +35,12 @@ def gradual_fit(model: nn.Module, cfg: FinetuneConfig, train_cfg: TrainConfig,
                 prune_to: Callable[[float, torch.optim.Optimizer], None], train: Split, test: Split,
                 gen: torch.Generator, desc: str,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
-                every_step: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
+                every_step: Callable[[int, int], None] | None = None,
+                device: torch.device = CPU) -> list[dict[str, float]]:
     """Fine-tune `model` on the `train` split with cfg's keys (prune's, combine's or channel's), training's loss
     (train_cfg) and cfg.augment times training's augmentation; prune_to(target, optimizer) runs at each step of
     the cubic schedule, every_step(step, total_steps) before every optimizer step (and before that step's prune
-    steps). Returns fit()'s history."""
+    steps). Runs on `device`, as fit() does. Returns fit()'s history."""
     schedule = cubic_schedule(cfg.amount, cfg.steps)
     if not cfg.dropout:  # fine-tuning only: evaluation never drops, and the checkpoint keeps the model's args
         for m in model.modules():
@@ -57,4 +58,4 @@ def gradual_fit(model: nn.Module, cfg: FinetuneConfig, train_cfg: TrainConfig,
                    label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale,
                    schedule=cfg.schedule)
-    return fit(model, train, test, spec, gen, on_step=on_step, desc=desc, on_epoch=on_epoch)
+    return fit(model, train, test, spec, gen, on_step=on_step, desc=desc, on_epoch=on_epoch, device=device)

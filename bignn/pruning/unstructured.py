@@ -20,7 +20,7 @@ from bignn.live import EpochLogger
 from bignn.model import prunable
 from bignn.pruning import regrow, sparse
 from bignn.pruning.gradual import gradual_fit, ramp_steps
-from bignn.training import prepare, score
+from bignn.training import CPU, prepare, score
 
 
 def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -77,7 +77,8 @@ def global_l1(model: nn.Module, amount: float, min_density_ends: float = 0.0) ->
 
 def random_unstructured(model: nn.Module, amount: float, min_density_ends: float = 0.0) -> None:
     """Baseline: mask weights chosen at random (torch's global RNG, seeded by prune.seed)."""
-    _global(model, amount, lambda m: torch.rand(m.weight.shape), min_density_ends)
+    # Drawn on the CPU (the same choice on any device), then moved to the weights.
+    _global(model, amount, lambda m: torch.rand(m.weight.shape).to(m.weight.device), min_density_ends)
 
 
 def layer_l1(model: nn.Module, amount: float) -> None:
@@ -153,10 +154,11 @@ def _regrowth(model: nn.Module, cfg: PruneConfig) -> Callable[[int, int], None]:
 
 
 def prune_model(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, train: Split, test: Split,
-                gen: torch.Generator, on_epoch: EpochLogger | None = None,
+                gen: torch.Generator, on_epoch: EpochLogger | None = None, device: torch.device = CPU,
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Prune `model` in place to cfg.amount, fine-tuning as cfg says; returns its sparsity report and fine-tune
-    history (each row also to on_epoch; one-shot pruning logs its one score as epoch 0)."""
+    history (each row also to on_epoch; one-shot pruning logs its one score as epoch 0). The fine-tune runs on
+    `device`; the model ends on the CPU."""
     pruner = PRUNERS[cfg.method]
     if cfg.min_density_ends > 0:  # validated: only the global methods take a floor
         pruner = functools.partial(pruner, min_density_ends=cfg.min_density_ends)
@@ -182,7 +184,7 @@ def prune_model(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, trai
 
         every_step = _regrowth(model, cfg) if cfg.regrow > 0 else None
         history = gradual_fit(model, cfg, train_cfg, prune_to, train, test, gen, "fine-tune", on_epoch,
-                              every_step)
+                              every_step, device)
         sparse.unwrap(model)
     make_permanent(model)
     rows = layer_sparsity(model)
