@@ -33,7 +33,9 @@ from bignn.config import load_params
 from bignn.io import write_csv, write_json
 from bignn.metrics import machine_metrics
 from bignn.runtime import cli
-from commands.sweep import check_cores, dvc, experiments, markdown, run_queue
+from commands import cluster
+from commands.cluster import Experiment
+from commands.sweep import check_cores, dvc, experiments, markdown, run_dask, run_queue
 
 PREFIX = "frontier-"
 # The stages' own seeds: none of them retrains the dense model (the top-level `seed` would).
@@ -113,17 +115,23 @@ FRONTIER_PNG = paths.FRONTIER_PNG
 LEVELS = (99.5, 99.4, 99.3, 99.0)
 
 
-def queue_commands(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
-                   target: str = "evaluate") -> list[list[str]]:
-    """One `dvc exp run --queue` per group and seed, named frontier-<group>-<seed>."""
-    cmds = []
+def frontier_experiments(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
+                         target: str = "evaluate") -> list[Experiment]:
+    """One experiment per group and seed, named frontier-<group>-<seed>, run up to `target`."""
+    exps = []
     for name in groups:
         group = GROUPS[name]
         for seed in seeds:
             sets = {**group.sets, **{key: str(seed) for key in group.seed_keys}}
-            cmds.append(["dvc", "exp", "run", "--queue", "-n", f"{PREFIX}{name}-{seed}",
-                         *[arg for kv in sets.items() for arg in ("-S", "=".join(kv))], target])
-    return cmds
+            exps.append(Experiment(f"{PREFIX}{name}-{seed}", tuple("=".join(kv) for kv in sets.items()), target))
+    return exps
+
+
+def queue_commands(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
+                   target: str = "evaluate") -> list[list[str]]:
+    """One `dvc exp run --queue` per group and seed (DVC's own queue: --runner queue)."""
+    return [["dvc", "exp", "run", "--queue", "-n", e.name, *[arg for kv in e.sets for arg in ("-S", kv)], e.target]
+            for e in frontier_experiments(groups, seeds, target)]
 
 
 def group_of(experiment: str) -> Group | None:
@@ -354,20 +362,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS),
                     help="run only these groups (the others' experiments, if any, stay in the table)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
     ap.add_argument("--collect-only", action="store_true")
     ap.add_argument("--baseline", nargs="+", default=["HEAD"], help="with --collect-only: the commits the "
                     "experiments were queued on, when there have been commits since (groups run at different "
                     "commits: name each)")
+    cluster.add_arguments(ap)
     args = ap.parse_args(argv)
-    if not args.collect_only:
-        check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
-        run_queue(queue_commands(args.groups, args.seeds), args.jobs,
-                  tuple(f"{PREFIX}{g}-" for g in args.groups))
+    failed = ""  # the cluster's failed experiments, one line each
+    prefixes = tuple(f"{PREFIX}{g}-" for g in args.groups)
+    if args.collect_only:
+        pass
+    elif args.runner == "queue":
+        jobs = args.jobs or 1
+        check_cores(jobs, load_params().threads, os.cpu_count() or 1)
+        run_queue(queue_commands(args.groups, args.seeds), jobs, prefixes)
+    else:
+        failed = cluster.failures(run_dask(frontier_experiments(args.groups, args.seeds), args, prefixes,
+                                           load_params().threads))
     rows = collect(args.baseline)
     print(markdown([{k: r[k] for k in ("method", "setting", "runs", "accuracy", "accuracy_std", "bytes",
                                        "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))
     print(markdown(best_per_level(rows)))
+    if failed:
+        raise ValueError(f"failed experiments: {failed}")
 
 
 if __name__ == "__main__":

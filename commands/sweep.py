@@ -3,10 +3,12 @@
 The queueing is DVC's own grid (one `dvc exp run --queue -S 'prune.amount=0.5,...'`); what this adds is the
 table: mean and std over prune seeds per amount, in metrics/sweep.csv for the plot.
 
-    python -m commands sweep                 # queue 0.5 .. 0.99, run them one at a time, write metrics/sweep.csv
+    python -m commands sweep                 # 0.5 .. 0.99 as Dask tasks on a LocalCluster, write metrics/sweep.csv
     python -m commands sweep --amounts 0.99 --seeds 0 1 2 --set prune.finetune_epochs=4
                                            # three prune seeds per amount: mean and std in the table
     python -m commands sweep --collect-only  # only rebuild the table from `dvc exp show`
+    python -m commands sweep --scheduler tcp://HOST:8786   # on a Dask cluster (commands/cluster.py)
+    python -m commands sweep --runner queue  # DVC's own queue on this machine instead
 
 Each experiment reuses the trained dense model from the DVC cache and reruns prune, compress and evaluate.
 """
@@ -14,18 +16,23 @@ Each experiment reuses the trained dense model from the DVC cache and reruns pru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bignn import paths
 from bignn.config import load_params
-from bignn.io import write_csv
+from bignn.io import write_csv, write_json
+from bignn.metrics import machine_metrics
 from bignn.runtime import cli
+from commands import cluster
+from commands.cluster import Experiment
 
 AMOUNTS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 SWEEP_CSV = paths.SWEEP_CSV
@@ -40,6 +47,42 @@ def queue_command(amounts: Sequence[float], seeds: Sequence[int] | None = None, 
     if seeds is not None:
         grid += ["-S", "prune.seed=" + ",".join(str(s) for s in seeds)]
     return ["dvc", "exp", "run", "--queue", "-n", name, *grid, *[arg for kv in sets for arg in ("-S", kv)]]
+
+
+def grid(amounts: Sequence[float], seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
+         ) -> list[Experiment]:
+    """The same grid as queue_command, one named experiment each (sweep-<amount>[-s<seed>]) for the Dask runner."""
+    return [Experiment(f"sweep-{a:g}" + ("" if s is None else f"-s{s}"),
+                       (f"prune.amount={a:g}", *([] if s is None else [f"prune.seed={s}"]), *sets))
+            for a in amounts for s in (seeds if seeds is not None else [None])]
+
+
+def remove_others(prefix: str | tuple[str, ...], keep: Sequence[str] = ()) -> None:
+    """`dvc exp remove` this workspace's experiments whose names start with `prefix`, except `keep`."""
+    old = [n for n, _ in experiments(json.loads(dvc("exp", "show", "--json")))
+           if n.startswith(prefix) and n not in keep]
+    if old:
+        dvc("exp", "remove", *old, check=False)
+
+
+def run_dask(exps: Sequence[Experiment], args: argparse.Namespace, prefix: str | tuple[str, ...],
+             threads: int) -> list[cluster.Result]:
+    """The experiments on the cluster the flags name (commands/cluster.py); this sweep's earlier experiments of
+    other names removed first, so the table holds only this grid."""
+    remove_others(prefix, [e.name for e in exps])
+    return cluster.run_on_cluster(exps, cluster=args.cluster, scheduler=args.scheduler, jobs=args.jobs,
+                                  threads=threads, git_remote=args.git_remote,
+                                  dvc_remote=args.dvc_remote)
+
+
+def record(path: str, argv: Sequence[str], runner: str, jobs: int, experiments: int, seconds: float,
+           results: Sequence[cluster.Result]) -> None:
+    """How a run went, for docs/cluster.md: the runner, jobs at once, wall time, and each Dask task's phases."""
+    params = load_params()
+    write_json(path, {"command": " ".join(["python -m commands sweep", *argv]), "runner": runner, "jobs": jobs,
+                      "experiments": experiments, "wall_seconds": round(seconds, 1),
+                      "tasks": [dataclasses.asdict(r) for r in results],
+                      "machine": machine_metrics(params.threads, params.kernels)})
 
 
 def dvc(*args: str, check: bool = True) -> str:
@@ -73,9 +116,7 @@ def run_queue(cmds: Sequence[list[str]], jobs: int = 1, prefix: str | tuple[str,
     experiments whose names start with `prefix` (one or several)."""
     # Removing the earlier sweep's experiments first: DVC numbers the new ones from 1 again (and refuses a name
     # twice), and the table must hold only this sweep's.
-    old = [n for n, _ in experiments(json.loads(dvc("exp", "show", "--json"))) if n.startswith(prefix)]
-    if old:
-        dvc("exp", "remove", *old, check=False)
+    remove_others(prefix)
     for cmd in cmds:
         subprocess.run(cmd, check=True)
     start_queue(jobs)
@@ -155,13 +196,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", help="prune seeds per amount (prune.seed; no retraining)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="one more param override for every experiment, e.g. prune.finetune_epochs=4")
-    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once (1 on a 2-core machine)")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--record", metavar="JSON", help="write the run's wall time and each task's phases there")
+    cluster.add_arguments(ap)
     args = ap.parse_args(argv)
-    if not args.collect_only:
-        check_cores(args.jobs, load_params().threads, os.cpu_count() or 1)
-        run_queue([queue_command(args.amounts, args.seeds, args.set)], args.jobs)
+    results: list[cluster.Result] = []
+    # Each experiment's threads: params.yaml's, or a --set threads=N for all of them.
+    threads = int(dict(kv.partition("=")[::2] for kv in args.set).get("threads", load_params().threads))
+    cores = os.cpu_count() or 1
+    jobs = args.jobs or (1 if args.runner == "queue" else cluster.local_workers(threads, cores))
+    t0 = time.perf_counter()
+    if args.collect_only:
+        pass
+    elif args.runner == "queue":
+        check_cores(jobs, threads, cores)
+        run_queue([queue_command(args.amounts, args.seeds, args.set)], jobs)
+    else:
+        results = run_dask(grid(args.amounts, args.seeds, args.set), args, "sweep-", threads)
+    seconds = time.perf_counter() - t0
     print(markdown(collect()))
+    if args.record:
+        record(args.record, sys.argv[1:] if argv is None else argv, args.runner, jobs,
+               len(args.amounts) * len(args.seeds or [0]), seconds, results)
+    if cluster.failures(results):
+        raise ValueError(f"failed experiments: {cluster.failures(results)}")
 
 
 if __name__ == "__main__":

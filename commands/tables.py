@@ -218,6 +218,31 @@ def export(metrics: Path) -> str:
     return "\n".join(lines) + f"\n\nonnxruntime {d['onnxruntime_version']}. {machine(metrics)}"
 
 
+CLUSTER_RUNS = {"queue": "DVC queue (`--runner queue`)", "dask": "Dask LocalCluster (the default)"}
+
+
+def cluster(metrics: Path) -> str:
+    """The same sweep through DVC's queue and through Dask, side by side (metrics/cluster/<runner>.json, written
+    by `commands.sweep --record`), and what each Dask task spent outside its experiment."""
+    runs = {name: _json(metrics / "cluster" / f"{name}.json") for name in CLUSTER_RUNS}
+    base = runs["queue"]["wall_seconds"]
+    lines = [_row("runner", ["jobs at once", "experiments", "wall time", "per experiment", "vs queue"]),
+             _row("---", ["---"] * 5)]
+    for name, title in CLUSTER_RUNS.items():
+        r = runs[name]
+        lines.append(_row(title, [str(r["jobs"]), str(r["experiments"]), f"{r['wall_seconds']:.0f} s",
+                                  f"{r['wall_seconds'] / r['experiments']:.1f} s", f"{r['wall_seconds'] / base:.2f}x"]))
+    tasks = runs["dask"]["tasks"]
+    mean = {k: sum(t["seconds"][k] for t in tasks) / len(tasks) for k in ("clone", "run", "push")}
+    lines += ["", _row("per Dask task (mean of " + str(len(tasks)) + ")", ["clone + checkout", "dvc exp run --pull",
+                                                                            "dvc exp push"]),
+              _row("---", ["---"] * 3), _row("seconds", [f"{mean[k]:.1f}" for k in ("clone", "run", "push")])]
+    machines = {_machine_line(r["machine"]) for r in runs.values()}
+    lines += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in runs.values()) + ". Run on: "
+              + " / ".join(sorted(machines)) + "."]
+    return "\n".join(lines)
+
+
 # `make exps`'s columns after Experiment and State, in the order `dvc exp show` gives them.
 EXPS_METRICS = (("stages/combine", "times_smaller_than_dense"), ("stages/compress", "bits_per_nonzero"),
                 ("stages/compress", "times_smaller_than_dense"), ("dense", "accuracy"), ("pruned", "accuracy"),
@@ -250,7 +275,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                         "channel + unstructured + compressed")),
     "layers_smallest": lambda m: frontier_layers(m, ("s16", "s8")),
     "layers_sparse": lambda m: frontier_layers(m, ("p99", "p995")),
-    "distill_study": distill_study,
+    "distill_study": distill_study, "cluster": cluster,
 }
 BLOCK = re.compile(r"(<!-- begin (\w+) -->\n)(.*?)(<!-- end \2 -->)", re.S)
 

@@ -123,7 +123,8 @@ def _template_folder(config: pytest.Config) -> Path:
 
 
 # The modules that work in a copy of the session's tiny repo (the tiny_template fixture).
-END_TO_END = ("test_pipeline.py", "test_experiments.py", "test_queue.py", "test_channel_experiment.py")
+END_TO_END = ("test_pipeline.py", "test_experiments.py", "test_queue.py", "test_channel_experiment.py",
+              "test_cluster.py")
 
 
 def _runs_end_to_end(config: pytest.Config) -> bool:

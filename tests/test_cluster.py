@@ -1,0 +1,134 @@
+"""Experiments as Dask tasks (commands/cluster.py) on the tiny pipeline: a LocalCluster of two workers over
+loopback, a bare git repo and a local-directory DVC remote standing in for a lab's servers. A copy of its own
+of the session's tiny repo, so that pytest-xdist runs this module beside the other end-to-end modules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from commands import cluster, sweep
+from commands.cluster import Experiment, Result
+from tests.dvc_repo import copy_repo, run, sh
+
+GOOD = (0.3, 0.6, 0.9)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, str]) -> Path:
+    """The tiny repo with a git remote (a bare repo) and a default DVC remote (a folder), committed and pushed
+    as README says: what a worker on another machine would clone and pull from."""
+    repo = copy_repo(tiny_template[0], tmp_path_factory.mktemp("cluster") / "repo")
+    shared = repo.parent
+    sh(shared, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
+    sh(repo, "git", "remote", "add", "origin", str(shared / "origin.git"))
+    sh(repo, "dvc", "remote", "add", "-d", "store", str(shared / "dvc-store"))
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "shared remotes")
+    sh(repo, "git", "push", "-q", "origin", "main")
+    sh(repo, "dvc", "push", "-q")
+    return repo
+
+
+def _kill_a_busy_worker(client: object, killed: list[str], stop: threading.Event) -> None:
+    """Once a task has run a few seconds (its `dvc exp run` under way), SIGKILL the worker process running it."""
+    while not stop.is_set():
+        busy = [addr for addr, keys in client.processing().items() if keys]  # type: ignore[attr-defined]
+        if busy:
+            time.sleep(4)
+            pids = client.run(os.getpid, workers=busy[:1])  # type: ignore[attr-defined]
+            pid = next(iter(pids.values()))
+            killed.append(f"{pid}")
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.2)
+
+
+def test_three_experiments_on_two_workers_one_killed_one_bad(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three sweep points and one bad -S on a 2-worker LocalCluster, one worker killed mid-task: every result
+    arrives once, each good experiment is pushed once, the bad one is one line naming its key, and the client's
+    `dvc exp show` lists the three with their metrics."""
+    monkeypatch.chdir(repo)
+    exps = [*sweep.grid(GOOD), Experiment("sweep-bad", ("prune.amount=1.5",))]
+    remotes = cluster.resolve_remotes(None, None, local_ok=False)
+    assert not remotes.local and remotes.git.endswith("origin.git") and remotes.dvc.endswith("dvc-store")
+    commit = cluster.check_base(remotes)
+    client = cluster.open_client("local", None, cluster.local_workers(1, 2, jobs=2), threads=1)
+    killed: list[str] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(client, killed, stop))
+    killer.start()
+    try:
+        results = cluster.run_experiments(exps, client, remotes, commit)
+    finally:
+        stop.set()
+        killer.join()
+        cluster.close_client(client)
+    assert killed, "no worker was killed: the test did not test the rerun"
+    assert [r.name for r in results] == [e.name for e in exps]
+    by_name: dict[str, Result] = {r.name: r for r in results}
+    assert by_name["sweep-bad"].status == "failed"
+    assert by_name["sweep-bad"].error.startswith("prune.amount must be a number in [0, 1), got 1.5")
+    assert all(by_name[e.name].status == "done" for e in exps[:3]), results
+    # No result came from the killed process; its task ran again elsewhere.
+    assert not any(r.worker.endswith(f":{killed[0]}") for r in results)
+    refs = sh(repo, "git", "ls-remote", remotes.git, "refs/exps/*").split()
+    assert sorted(ref.rpartition("/")[2] for ref in refs if ref.startswith("refs/exps/")) == sorted(
+        e.name for e in exps[:3])
+    # The client pulled them: `dvc exp show` has each with its own metrics.
+    shown = dict(sweep.experiments(json.loads(sh(repo, "dvc", "exp", "show", "--json"))))
+    for exp, amount in zip(exps[:3], GOOD, strict=True):
+        pruned = shown[exp.name]["metrics"]["metrics/pruned.json"]["data"]
+        assert pruned["sparsity"] == pytest.approx(amount, abs=1e-3)
+        assert shown[exp.name]["params"]["params.yaml"]["data"]["prune"]["amount"] == amount
+    # No `dvc exp run` of the killed worker is left running (it died with its worker).
+    time.sleep(1)
+    left = [p for p in psutil.process_iter(["cmdline"]) if "exp" in (p.info["cmdline"] or [])
+            and "run" in (p.info["cmdline"] or []) and any("sweep-" in a for a in p.info["cmdline"] or [])]
+    assert not left, left
+
+
+def test_a_task_run_again_returns_the_pushed_result(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same experiment on the same commit (a worker that died after its push): no second run, no second
+    push."""
+    monkeypatch.chdir(repo)
+    remotes = cluster.resolve_remotes(None, None, local_ok=False)
+    commit = sh(repo, "git", "rev-parse", "HEAD").strip()
+    again = cluster.run_experiment(sweep.grid(GOOD[:1])[0], commit, remotes)
+    assert again.status == "reused" and again.seconds == {}
+
+
+def test_artifacts_come_from_the_shared_remote(repo: Path, tmp_path: Path) -> None:
+    """A version of an artifact dvc.yaml declares (a git tag in the model registry's name@vX.Y.Z form), then
+    `dvc artifacts get` by the git remote's URL: the committed model's bytes, from the DVC remote."""
+    sh(repo, "git", "tag", "-a", "dense-cnn@v0.1.0", "-m", "tiny dense model")
+    sh(repo, "git", "push", "-q", "origin", "dense-cnn@v0.1.0")
+    sh(tmp_path, "dvc", "artifacts", "get", str(repo.parent / "origin.git"), "dense-cnn", "-o", "dense.pth")
+    assert hashlib.md5((tmp_path / "dense.pth").read_bytes()).digest() == hashlib.md5(
+        (repo / "models" / "dense.pth").read_bytes()).digest()
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--scheduler", "tcp://127.0.0.1:9"], "--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler"),
+    (["--git-remote", "nowhere"], "--git-remote nowhere: no such git remote here"),
+    (["--git-remote", "gone"], "git remote gone ("),
+    (["--dvc-remote", "nowhere"], "--dvc-remote nowhere: no such DVC remote here"),
+])
+def test_an_unreachable_scheduler_or_remote_is_one_line_naming_it(repo: Path, tmp_path: Path, flags: list[str],
+                                                                  named: str) -> None:
+    work = copy_repo(repo, tmp_path / "repo")
+    sh(work, "git", "remote", "add", "gone", str(tmp_path / "no-such-repo.git"))
+    sh(work, "git", "config", "remote.gone.url", str(tmp_path / "no-such-repo.git"))
+    res = run(work, "python", "-m", "commands", "sweep", "--amounts", "0.5", *flags)
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], res.stderr
+    assert not sh(work, "git", "ls-remote", str(repo.parent / "origin.git"), "refs/exps/*/sweep-0.5").strip()
