@@ -26,6 +26,7 @@ not an error: it is not retried, the others finish, and its one-line cause is re
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import shutil
 import signal
@@ -53,7 +54,10 @@ class ClusterError(OSError):
 
 @dataclass(frozen=True)
 class Experiment:
-    """One `dvc exp run`: its name, its `-S key=value` overrides, and the stage it runs up to ("" = all)."""
+    """One `dvc exp run`: its name, its `-S key=value` overrides, and the stage it runs up to ("" = all).
+
+    A name stands for its overrides on a commit: a task that finds its name pushed already returns that result
+    (run_experiment), so two experiments with other overrides must never share a name (see named)."""
 
     name: str
     sets: tuple[str, ...] = ()
@@ -79,6 +83,11 @@ class Result:
     error: str = ""
     worker: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def named(prefix: str, sets: Sequence[str]) -> str:
+    """prefix plus a digest of the overrides: the same name exactly when the overrides are the same."""
+    return f"{prefix}-{hashlib.sha1(chr(0).join(sets).encode()).hexdigest()[:7]}"
 
 
 def exp_ref(commit: str, name: str) -> str:
@@ -220,10 +229,12 @@ def resolve_remotes(git_remote: str | None, dvc_remote: str | None, local_ok: bo
 
 def check_base(remotes: Remotes) -> str:
     """The commit the experiments run on (HEAD), after checking that the workers can get it: no uncommitted
-    change to a tracked file, HEAD a branch tip on the git remote, its outputs on the DVC remote."""
-    changed = _git("status", "--porcelain", "--untracked-files=no")
-    if changed:
-        first = changed.splitlines()[0][3:]
+    change to a tracked file outside metrics/ (what the commands themselves rewrite, the sweep's table among
+    them; no experiment reads it), HEAD a branch tip on the git remote, its outputs on the DVC remote."""
+    res = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!metrics"], timeout=120)
+    changed = [line[3:] for line in res.stdout.splitlines() if line.strip()]
+    if res.returncode != 0 or changed:
+        first = changed[0] if changed else _tail(res)
         raise ValueError(f"{first} has uncommitted changes: the workers run commit HEAD, so commit (or stash) "
                          "them first")
     commit = _git("rev-parse", "HEAD")

@@ -51,10 +51,14 @@ def queue_command(amounts: Sequence[float], seeds: Sequence[int] | None = None, 
 
 def grid(amounts: Sequence[float], seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
          ) -> list[Experiment]:
-    """The same grid as queue_command, one named experiment each (sweep-<amount>[-s<seed>]) for the Dask runner."""
-    return [Experiment(f"sweep-{a:g}" + ("" if s is None else f"-s{s}"),
-                       (f"prune.amount={a:g}", *([] if s is None else [f"prune.seed={s}"]), *sets))
-            for a in amounts for s in (seeds if seeds is not None else [None])]
+    """The same grid as queue_command, one experiment each for the Dask runner, named
+    sweep-<amount>[-s<seed>]-<digest of every override> (cluster.named)."""
+    exps = []
+    for a in amounts:
+        for s in seeds if seeds is not None else [None]:
+            over = (f"prune.amount={a:g}", *([] if s is None else [f"prune.seed={s}"]), *sets)
+            exps.append(Experiment(cluster.named(f"sweep-{a:g}" + ("" if s is None else f"-s{s}"), over), over))
+    return exps
 
 
 def remove_others(prefix: str | tuple[str, ...], keep: Sequence[str] = ()) -> None:

@@ -96,6 +96,13 @@ def test_three_experiments_on_two_workers_one_killed_one_bad(repo: Path, monkeyp
     assert not left, left
 
 
+def test_a_name_stands_for_its_overrides() -> None:
+    """A pushed name is reused as that experiment's result: other overrides must give another name."""
+    a, b, c = sweep.grid([0.5]), sweep.grid([0.5], sets=["prune.seed=1"]), sweep.grid([0.5], [0])
+    assert a == sweep.grid([0.5]) and len({a[0].name, b[0].name, c[0].name}) == 3
+    assert a[0].name.startswith("sweep-0.5-") and c[0].name.startswith("sweep-0.5-s0-")
+
+
 def test_a_task_run_again_returns_the_pushed_result(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same experiment on the same commit (a worker that died after its push): no second run, no second
     push."""
@@ -121,6 +128,8 @@ def test_artifacts_come_from_the_shared_remote(repo: Path, tmp_path: Path) -> No
     (["--git-remote", "nowhere"], "--git-remote nowhere: no such git remote here"),
     (["--git-remote", "gone"], "git remote gone ("),
     (["--dvc-remote", "nowhere"], "--dvc-remote nowhere: no such DVC remote here"),
+    # dask-jobqueue is an optional extra, not in requirements.txt
+    (["--cluster", "slurm"], "--cluster slurm needs dask-jobqueue: pip install dask-jobqueue==0.9.0"),
 ])
 def test_an_unreachable_scheduler_or_remote_is_one_line_naming_it(repo: Path, tmp_path: Path, flags: list[str],
                                                                   named: str) -> None:
@@ -131,4 +140,5 @@ def test_an_unreachable_scheduler_or_remote_is_one_line_naming_it(repo: Path, tm
     assert res.returncode == 1, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], res.stderr
-    assert not sh(work, "git", "ls-remote", str(repo.parent / "origin.git"), "refs/exps/*/sweep-0.5").strip()
+    pushed = sh(work, "git", "ls-remote", str(repo.parent / "origin.git"), "refs/exps/*")
+    assert "/sweep-0.5-" not in pushed
