@@ -76,18 +76,28 @@ def _combined(p: Params, data: Data) -> tuple[nn.Module, int]:
     return decode_file(blob), len(blob)
 
 
+def _smallest(p: Params, data: Data) -> tuple[nn.Module, int]:
+    """The student trained from its seed here (not the committed one: it may have seen a held-out split), then
+    pruned and compressed as the combine stage does with `combine.source: student`."""
+    model = _student(p, data)
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    prune_model(model, p.combine, p.train, *data, seeded(p.combine.seed), device=_device(p))
+    blob = compress_model(p.compress, model, paths.DENSE_MODEL.stat().st_size, size)[0]
+    return decode_file(blob), len(blob)
+
+
 def _student(p: Params, data: Data) -> nn.Module:
     # models/student.pth: distilled only where distill.alpha > 0 (opt-in), else the student alone.
     teacher = load_checkpoint(paths.DENSE_MODEL)[0] if p.distill.alpha > 0 else None
     return recipes.train_student(p, *data, seeded(p.distill.seed), teacher, device=_device(p))[0]
 
 
-# model name -> (the params key that seeds it, what trains it). The compressed forms also give their file's
-# size in bytes, the number a size target is about; they are scored as evaluate scores them, decoded.
+# model name -> (the params keys that seed it, comma-separated, what trains it). The compressed forms also give
+# their file's size in bytes, the number a size target is about; they are scored as evaluate scores them, decoded.
 MODELS: dict[str, tuple[str, Callable[[Params, Data], nn.Module | tuple[nn.Module, int]]]] = {
     "dense": ("seed", _dense), "pruned": ("prune.seed", _pruned), "compressed": ("prune.seed", _compressed),
     "channel": ("channel.seed", _channel), "combined": ("combine.seed", _combined),
-    "student": ("distill.seed", _student),
+    "student": ("distill.seed", _student), "smallest": ("distill.seed,combine.seed", _smallest),
 }
 
 
@@ -117,16 +127,27 @@ def base_params(overrides: Sequence[str]) -> dict[str, Any]:
     return with_overrides(yaml.safe_load(paths.PARAMS_FILE.read_text()), overrides)
 
 
-def run(model: str, seeds: Sequence[int], raw: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per seed: the seed, the test accuracy (%) and the seconds it took."""
+def holdout_split(train: Split, holdout: int) -> Data:
+    """The training split without its last `holdout` images, and those images: a recipe is chosen on them,
+    never on the test set."""
+    if not 0 < holdout < len(train):
+        raise ValueError(f"--holdout must be between 1 and the {len(train) - 1} training images, got {holdout}")
+    cut = len(train) - holdout
+    return (Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:]))
+
+
+def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0) -> list[dict[str, Any]]:
+    """One row per seed: the seed, the accuracy (%) on the test set (or, with `holdout`, on the last `holdout`
+    training images, which the run then trains without) and the seconds it took."""
     if model not in MODELS:
         raise ValueError(f"model: expected one of {sorted(MODELS)}, got {model!r}")
     key, make = MODELS[model]
     rows = []
     for seed in seeds:
-        params = params_from_dict(with_overrides(raw, [f"{key}={seed}"]))
+        params = params_from_dict(with_overrides(raw, [f"{k}={seed}" for k in key.split(",")]))
         t0 = time.perf_counter()
-        data = split_of(params.data, train=True), split_of(params.data, train=False)
+        train = split_of(params.data, train=True)
+        data = holdout_split(train, holdout) if holdout else (train, split_of(params.data, train=False))
         made = make(params, data)
         trained, size = made if isinstance(made, tuple) else (made, None)
         test = data[1]
@@ -155,14 +176,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("-S", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a param for these runs only (params.yaml is not changed)")
+    ap.add_argument("--holdout", type=int, default=0, metavar="N",
+                    help="train without the last N training images and score on them instead of the test set")
     ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<model>.json")
     args = ap.parse_args(argv)
+    if args.save and args.holdout:
+        raise ValueError("--save writes test-set results for README; a --holdout run only chooses a recipe")
     raw = base_params(args.overrides)
     params = params_from_dict(raw)
     setup(params.threads, params.kernels)
     device = use_device(params.device)
-    rows = run(args.model, args.seeds, raw)
-    print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}")
+    rows = run(args.model, args.seeds, raw, args.holdout)
+    where = f" on the last {args.holdout} training images (held out)" if args.holdout else ""
+    print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}{where}")
     if args.save:
         mean, std = mean_std(rows)
         write_json(paths.SEEDS_DIR / f"{args.model}.json", {

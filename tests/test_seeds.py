@@ -46,3 +46,45 @@ def test_summary_is_mean_and_std() -> None:
     assert seeds.summary(rows) == "99.20 ± 0.20 over 3 seeds (99.00 / 99.20 / 99.40)"
     with pytest.raises(ValueError, match="model: expected one of"):
         seeds.run("nope", [0], tiny_dict())
+
+
+def test_holdout_trains_without_the_last_images_and_scores_on_them(synthetic_root: Path, in_tmp: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--holdout N: the run trains on all but the last N training images and is scored on those N; the test
+    set is never read."""
+    seen: list[tuple[int, int]] = []
+    held: list[torch.Tensor] = []
+
+    def fake(params: Params, data: tuple) -> torch.nn.Module:
+        seen.append((len(data[0]), len(data[1])))
+        held.append(data[1].images)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+
+    def no_test(cfg: object, train: bool, limit: int | None = None) -> object:
+        assert train, "a held-out run read the test set"
+        return real(cfg, train, limit)
+
+    real = seeds.split_of
+    monkeypatch.setitem(seeds.MODELS, "student", ("distill.seed", fake))
+    monkeypatch.setattr(seeds, "split_of", no_test)
+    raw = tiny_dict(data={"root": str(synthetic_root), "verify": False})
+    rows = seeds.run("student", [0, 1], raw, holdout=300)
+    assert seen == [(1700, 300)] * 2 and len(rows) == 2
+    full = real(seeds.params_from_dict(raw).data, True)
+    assert torch.equal(held[0], full.images[-300:])
+    with pytest.raises(ValueError, match="--holdout must be between 1 and the 1999 training images, got 2000"):
+        seeds.run("student", [0], raw, holdout=2000)
+
+
+def test_the_smallest_chain_trains_the_student_then_prunes_and_codes_it(synthetic_root: Path, in_tmp: Path,
+                                                                        ) -> None:
+    """`smallest`: a student from its seed (no committed file needed) pruned to combine.amount and coded; the
+    score is the decoded file's, and its bytes are reported."""
+    (in_tmp / "models").mkdir()
+    (in_tmp / "models" / "dense.pth").write_bytes(b"x" * 1000)  # only its size is read (the x-smaller ratio)
+    raw = tiny_dict(data={"root": str(synthetic_root), "verify": False},
+                    distill={"alpha": 0.0, "student": {"conv_channels": [4, 8], "hidden": [], "dropout": 0.0}},
+                    combine={"amount": 0.5, "finetune_epochs": 1, "source": "student"})
+    rows = seeds.run("smallest", [0], raw, holdout=500)
+    # conv 4, 8 with no hidden layer: 4,278 parameters, 17,112 bytes in float32
+    assert rows[0]["accuracy"] > 50 and 0 < rows[0]["bytes"] < 17_112 / 2
