@@ -230,13 +230,20 @@ def resolve_remotes(git_remote: str | None, dvc_remote: str | None, local_ok: bo
 def check_base(remotes: Remotes) -> str:
     """The commit the experiments run on (HEAD), after checking that the workers can get it: no uncommitted
     change to a tracked file outside metrics/ (what the commands themselves rewrite, the sweep's table among
-    them; no experiment reads it), HEAD a branch tip on the git remote, its outputs on the DVC remote."""
+    them; no experiment reads it), the pipeline up to date, HEAD a branch tip on the git remote, its outputs on
+    the DVC remote."""
     res = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!metrics"], timeout=120)
     changed = [line[3:] for line in res.stdout.splitlines() if line.strip()]
     if res.returncode != 0 or changed:
         first = changed[0] if changed else _tail(res)
         raise ValueError(f"{first} has uncommitted changes: the workers run commit HEAD, so commit (or stash) "
                          "them first")
+    # A dvc.lock behind its code (say bignn/ changed since the last `dvc repro`) reruns every stage on every
+    # worker: the dense model retrained in each experiment.
+    status = _run([sys.executable, "-m", "dvc", "status", "--quiet"])
+    if status.returncode != 0:
+        raise ValueError("the pipeline is not up to date at HEAD (`dvc status`): every worker would rerun its "
+                         "changed stages; run `dvc repro` and commit dvc.lock first")
     commit = _git("rev-parse", "HEAD")
     if remotes.local:
         return commit

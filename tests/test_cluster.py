@@ -142,3 +142,13 @@ def test_an_unreachable_scheduler_or_remote_is_one_line_naming_it(repo: Path, tm
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], res.stderr
     pushed = sh(work, "git", "ls-remote", str(repo.parent / "origin.git"), "refs/exps/*")
     assert "/sweep-0.5-" not in pushed
+
+
+def test_a_pipeline_behind_its_code_is_refused_before_any_task(repo: Path, tmp_path: Path) -> None:
+    """A dvc.lock older than bignn/ would retrain the dense model on every worker: one line, exit 1."""
+    work = copy_repo(repo, tmp_path / "repo")
+    with (work / "bignn" / "data.py").open("a") as fh:
+        fh.write("# changed\n")
+    sh(work, "git", "commit", "-q", "-am", "code changed, dvc.lock not")
+    res = run(work, "python", "-m", "commands", "sweep", "--amounts", "0.5")
+    assert res.returncode == 1 and res.stderr.startswith("error: the pipeline is not up to date at HEAD"), res.stderr
