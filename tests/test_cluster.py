@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -94,6 +95,15 @@ def test_three_experiments_on_two_workers_one_killed_one_bad(repo: Path, monkeyp
     left = [p for p in psutil.process_iter(["cmdline"]) if "exp" in (p.info["cmdline"] or [])
             and "run" in (p.info["cmdline"] or []) and any("sweep-" in a for a in p.info["cmdline"] or [])]
     assert not left, left
+
+
+def test_experiments_do_not_inherit_the_nannys_thread_and_malloc_settings(monkeypatch: pytest.MonkeyPatch,
+                                                                         ) -> None:
+    for key in cluster.NANNY_ENV:
+        monkeypatch.setenv(key, "1")
+    env = cluster._worker_env()
+    assert not set(cluster.NANNY_ENV) & set(env)
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
 
 
 def test_a_name_stands_for_its_overrides() -> None:
