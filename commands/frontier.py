@@ -108,6 +108,8 @@ GROUPS: dict[str, Group] = {
     "p995": Group({"prune": "p995"}, ("prune.seed",), UNSTRUCTURED, "p995"),
     "s16": Group({"combine": "s16"}, ("combine.seed",), SMALLEST, "s16"),
     "s8": Group({"combine": "s8"}, ("combine.seed",), SMALLEST, "s8"),
+    # The global presets train their own student: its seed varies with the pruning's.
+    "kb8": Group({"combine": "kb8"}, ("distill.seed", "combine.seed"), SMALLEST, "kb8"),
 }
 SEEDS = (0, 1, 2)
 FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV

@@ -120,12 +120,13 @@ def _value(raw: dict, key: str) -> str:
 
 
 def _header(path: Path) -> str:
-    """A preset file's first comment paragraph."""
+    """A preset file's first comment paragraph (Hydra's `# @package` directive is not prose)."""
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
-        lines.append(line.lstrip("#").strip())
+        if not line.startswith("# @package"):
+            lines.append(line.lstrip("#").strip())
     return " ".join(lines)
 
 

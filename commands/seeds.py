@@ -178,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="override a param for these runs only (params.yaml is not changed)")
     ap.add_argument("--holdout", type=int, default=0, metavar="N",
                     help="train without the last N training images and score on them instead of the test set")
-    ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<model>.json")
+    ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<name>.json")
+    ap.add_argument("--name", help="the name --save writes under (default: the model's), e.g. smallest-kb8")
     args = ap.parse_args(argv)
     if args.save and args.holdout:
         raise ValueError("--save writes test-set results for README; a --holdout run only chooses a recipe")
@@ -191,10 +192,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}{where}")
     if args.save:
         mean, std = mean_std(rows)
-        write_json(paths.SEEDS_DIR / f"{args.model}.json", {
+        write_json(paths.SEEDS_DIR / f"{args.name or args.model}.json", {
             "model": args.model, "overrides": args.overrides, "runs": rows, "mean": mean, "std": std,
             "command": " ".join(["python -m commands seeds", args.model, "--seeds", *map(str, args.seeds),
-                                 *[f"-S {o}" for o in args.overrides], "--save"]),
+                                 *[f"-S {o}" for o in args.overrides], "--save",
+                                 *([f"--name {args.name}"] if args.name else [])]),
             "machine": machine_metrics(params.threads, params.kernels, device)})
 
 

@@ -218,6 +218,30 @@ def export(metrics: Path) -> str:
     return "\n".join(lines) + f"\n\nonnxruntime {d['onnxruntime_version']}. {machine(metrics)}"
 
 
+# The size goals of the smallest-file presets: (at most bytes, at least accuracy %), on the mean of the seeds.
+SIZE_GOALS = {"kb2": (2000, 99.0), "kb4": (4000, 99.3), "kb8": (8000, 99.45)}
+
+
+def smallest_presets(metrics: Path) -> str:
+    """Each global smallest-file preset over seeds (metrics/seeds/smallest-<preset>.json): the decoded file's
+    test accuracy and its bytes, against its goal."""
+    lines = [_row("preset", ["goal", "test accuracy (%), mean ± std", "each seed", "bytes, mean (each)", "met",
+                             "command"]), _row("---", ["---"] * 6)]
+    for preset, (most, least) in SIZE_GOALS.items():
+        path = metrics / paths.SEEDS_DIR.name / f"smallest-{preset}.json"
+        if not path.exists():
+            continue
+        d = _json(path)
+        size = [r["bytes"] for r in d["runs"]]
+        mean_size = sum(size) / len(size)
+        met = "yes" if mean_size <= most and d["mean"] >= least else "no"
+        lines.append(_row(f"`{preset}`", [f"≤{most:,} B at ≥{least}%", f"{d['mean']:.2f} ± {d['std']:.2f}",
+                                          " / ".join(f"{r['accuracy']:.2f}" for r in d["runs"]),
+                                          f"{mean_size:,.0f} ({' / '.join(f'{b:,}' for b in size)})", met,
+                                          f"`{d['command']}`"]))
+    return "\n".join(lines)
+
+
 CLUSTER_RUNS = {"queue": "DVC queue (`--runner queue`)", "dask": "Dask LocalCluster (the default)",
                 "dask-again": "the same Dask sweep again (every task finds its result pushed)"}
 
@@ -276,7 +300,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                         "channel + unstructured + compressed")),
     "layers_smallest": lambda m: frontier_layers(m, ("s16", "s8")),
     "layers_sparse": lambda m: frontier_layers(m, ("p99", "p995")),
-    "distill_study": distill_study, "cluster": cluster,
+    "distill_study": distill_study, "cluster": cluster, "smallest_presets": smallest_presets,
 }
 BLOCK = re.compile(r"(<!-- begin (\w+) -->\n)(.*?)(<!-- end \2 -->)", re.S)
 

@@ -78,3 +78,27 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     assert "channel" not in out  # only the methods that block names
     run = tables.render("<!-- begin frontier_run -->\n<!-- end frontier_run -->\n", metrics)
     assert "lscpu `" in run and "experiments queued on commit" in run  # commit or commits
+
+
+def test_the_smallest_presets_table_says_whether_each_goal_is_met(tmp_path: Path) -> None:
+    """The verdict follows the seeds' mean bytes and accuracy against the preset's goal."""
+    metrics = tmp_path / "metrics"
+    shutil.copytree(ROOT / "metrics", metrics)
+    path = metrics / "seeds" / "smallest-kb8.json"
+    runs = [{"seed": s, "accuracy": a, "bytes": 7000, "seconds": 1.0} for s, a in enumerate((99.5, 99.4, 99.6))]
+    path.write_text(json.dumps({**json.loads(path.read_text()), "runs": runs, "mean": 99.5, "std": 0.1}))
+    row = next(line for line in tables.smallest_presets(metrics).splitlines() if line.startswith("| `kb8`"))
+    assert "| 99.50 ± 0.10 |" in row and "| 7,000 (7,000 / 7,000 / 7,000) | yes |" in row
+    path.write_text(json.dumps({**json.loads(path.read_text()), "runs": [{**r, "bytes": 8001} for r in runs]}))
+    assert "| no |" in next(line for line in tables.smallest_presets(metrics).splitlines() if "`kb8`" in line)
+
+
+def test_the_cluster_table_compares_each_runner_with_the_queue(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    shutil.copytree(ROOT / "metrics", metrics)
+    queue = json.loads((metrics / "cluster" / "queue.json").read_text())
+    (metrics / "cluster" / "queue.json").write_text(json.dumps({**queue, "wall_seconds": 200.0}))
+    dask = json.loads((metrics / "cluster" / "dask.json").read_text())
+    (metrics / "cluster" / "dask.json").write_text(json.dumps({**dask, "wall_seconds": 300.0}))
+    out = tables.cluster(metrics)
+    assert "| 200 s | 33.3 s | 1.00x |" in out and "| 300 s | 50.0 s | 1.50x |" in out
