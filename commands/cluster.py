@@ -83,6 +83,7 @@ class Result:
     error: str = ""
     worker: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    output: str = ""  # run_module's stdout
 
 
 def named(prefix: str, sets: Sequence[str]) -> str:
@@ -157,10 +158,7 @@ def run_experiment(exp: Experiment, commit: str, remotes: Remotes) -> Result:
     work = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{exp.name}-")
     try:
         t0 = time.perf_counter()
-        _must(_run(["git", "clone", "--quiet", "--no-checkout", remotes.git, work], env=env), "git clone")
-        _must(_run(["git", "checkout", "--quiet", commit], cwd=work, env=env), f"git checkout {commit[:7]}")
-        _must(_run([sys.executable, "-m", "dvc", "remote", "add", "--local", "--force", "-d", "shared", remotes.dvc],
-                   cwd=work, env=env), "dvc remote add")
+        _clone(work, commit, remotes, env)
         seconds["clone"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         sets = [arg for kv in exp.sets for arg in ("-S", kv)]
@@ -176,6 +174,55 @@ def run_experiment(exp: Experiment, commit: str, remotes: Remotes) -> Result:
         return Result(exp.name, "done", worker=where, seconds=seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _clone(work: str, commit: str, remotes: Remotes, env: dict[str, str]) -> None:
+    """`commit` of the git remote checked out in `work`, pointed at the shared DVC remote."""
+    _must(_run(["git", "clone", "--quiet", "--no-checkout", remotes.git, work], env=env), "git clone")
+    _must(_run(["git", "checkout", "--quiet", commit], cwd=work, env=env), f"git checkout {commit[:7]}")
+    _must(_run([sys.executable, "-m", "dvc", "remote", "add", "--local", "--force", "-d", "shared", remotes.dvc],
+               cwd=work, env=env), "dvc remote add")
+
+
+def run_module(name: str, args: Sequence[str], commit: str, remotes: Remotes) -> Result:
+    """The Dask task for work that is not a DVC experiment (commands.seeds' runs): a clone at `commit` with
+    the commit's DVC outputs pulled, then `python -m <args>` in it. Its stdout comes back as the Result's
+    error field's neighbour, `output`; a failing command is a failed Result (one line), not retried."""
+    env = _worker_env()
+    work = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{name}-")
+    try:
+        t0 = time.perf_counter()
+        _clone(work, commit, remotes, env)
+        _must(_run([sys.executable, "-m", "dvc", "pull", "--quiet"], cwd=work, env=env), "dvc pull")
+        seconds = {"clone": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        res = _run([sys.executable, "-m", *args], cwd=work, env=env)
+        seconds["run"] = time.perf_counter() - t0
+        where = f"{socket.gethostname()}:{os.getpid()}"
+        if res.returncode != 0:
+            return Result(name, "failed", stage_error(res.stdout + "\n" + res.stderr), where, seconds)
+        return Result(name, "done", worker=where, seconds=seconds, output=res.stdout)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_modules(tasks: Sequence[tuple[str, Sequence[str]]], *, cluster: str = "local", scheduler: str | None = None,
+                jobs: int | None = None, threads: int = 2, git_remote: str | None = None,
+                dvc_remote: str | None = None) -> list[Result]:
+    """run_module for each (name, args) on the cluster the flags name, in the order given."""
+    import cloudpickle
+
+    remotes = resolve_remotes(git_remote, dvc_remote, local_ok=cluster == "local" and not scheduler)
+    commit = check_base(remotes)
+    workers = local_workers(threads, os.cpu_count() or 1, jobs) if cluster == "local" else (jobs or 1)
+    client = open_client(cluster, scheduler, workers, threads)
+    try:
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        futures = [client.submit(run_module, name, list(args), commit, remotes, key=f"run-{name}-{commit[:7]}",
+                                 pure=False, retries=RETRIES) for name, args in tasks]
+        return [f.result() for f in futures]
+    finally:
+        close_client(client)
 
 
 def _must(res: subprocess.CompletedProcess[str], what: str) -> None:
@@ -362,10 +409,11 @@ def run_on_cluster(experiments: Sequence[Experiment], *, cluster: str = "local",
         close_client(client)
 
 
-def add_arguments(ap: Any) -> None:
-    """The flags sweep and frontier share."""
-    ap.add_argument("--runner", choices=("dask", "queue"), default="dask",
-                    help="dask: one Dask task per experiment (this module); queue: DVC's own queue on this machine")
+def add_arguments(ap: Any, runners: tuple[str, ...] = ("dask", "queue")) -> None:
+    """The flags sweep, frontier and seeds share; the first runner is the default."""
+    ap.add_argument("--runner", choices=runners, default=runners[0],
+                    help="dask: one Dask task each (commands/cluster.py); queue: DVC's own queue on this machine; "
+                         "here: in this process")
     ap.add_argument("--cluster", choices=CLUSTERS, default="local",
                     help="local: a LocalCluster here; slurm, pbs: dask-jobqueue batch jobs")
     ap.add_argument("--scheduler", metavar="tcp://HOST:8786", help="an existing Dask scheduler (overrides --cluster)")

@@ -17,6 +17,7 @@ needs three seeds or more.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from bignn.metrics import machine_metrics
 from bignn.pruning.unstructured import prune_model
 from bignn.runtime import cli, resolve_device, seeded, setup, use_device
 from bignn.training import score
+from commands import cluster
 from commands.params import compose
 
 Data = tuple[Split, Split]
@@ -159,6 +161,23 @@ def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0)
     return rows
 
 
+def run_dask(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
+    """One Dask task per seed (commands/cluster.py): each runs this command for its seed in a clone of the
+    commit, with the commit's models pulled from the DVC remote; the rows come back in seed order."""
+    own = [*[a for o in args.overrides for a in ("-S", o)], *(["--holdout", str(args.holdout)] if args.holdout else [])]
+    tasks = [(f"seeds-{args.model}-{seed}", ["commands", "seeds", args.model, "--seeds", str(seed), "--json", *own])
+             for seed in args.seeds]
+    results = cluster.run_modules(tasks, cluster=args.cluster, scheduler=args.scheduler, jobs=args.jobs,
+                                  threads=threads, git_remote=args.git_remote, dvc_remote=args.dvc_remote)
+    failed = cluster.failures(results)
+    if failed:
+        raise ValueError(f"failed seeds: {failed}")
+    rows = [row for r in results for row in json.loads(r.output.strip().splitlines()[-1])]
+    for row in rows:
+        print(f"{args.model} seed {row['seed']}: {row['accuracy']:.2f}% ({row['seconds']:.0f} s, on Dask)")
+    return rows
+
+
 def mean_std(rows: Sequence[dict[str, Any]]) -> tuple[float, float]:
     acc = [r["accuracy"] for r in rows]
     return statistics.mean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0
@@ -180,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="train without the last N training images and score on them instead of the test set")
     ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<name>.json")
     ap.add_argument("--name", help="the name --save writes under (default: the model's), e.g. smallest-kb8")
+    ap.add_argument("--json", action="store_true", help="print each seed's row as JSON (what a Dask task returns)")
+    cluster.add_arguments(ap, runners=("here", "dask"))
     args = ap.parse_args(argv)
     if args.save and args.holdout:
         raise ValueError("--save writes test-set results for README; a --holdout run only chooses a recipe")
@@ -187,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = params_from_dict(raw)
     setup(params.threads, params.kernels)
     device = use_device(params.device)
-    rows = run(args.model, args.seeds, raw, args.holdout)
+    rows = run_dask(args, params.threads) if args.runner == "dask" else run(args.model, args.seeds, raw, args.holdout)
     where = f" on the last {args.holdout} training images (held out)" if args.holdout else ""
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}{where}")
     if args.save:
@@ -198,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  *[f"-S {o}" for o in args.overrides], "--save",
                                  *([f"--name {args.name}"] if args.name else [])]),
             "machine": machine_metrics(params.threads, params.kernels, device)})
+    if args.json:  # last: a Dask task reads the last line
+        print(json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from commands import cluster, sweep
+from commands import cluster, seeds, sweep
 from commands.cluster import Experiment, Result
 from tests.dvc_repo import copy_repo, run, sh
 
@@ -162,3 +162,14 @@ def test_a_pipeline_behind_its_code_is_refused_before_any_task(repo: Path, tmp_p
     sh(work, "git", "commit", "-q", "-am", "code changed, dvc.lock not")
     res = run(work, "python", "-m", "commands", "sweep", "--amounts", "0.5")
     assert res.returncode == 1 and res.stderr.startswith("error: the pipeline is not up to date at HEAD"), res.stderr
+
+
+def test_seeds_on_dask_give_the_runs_of_this_process(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`seeds --runner dask`: each seed a task in a clone with the commit's models pulled; the same accuracy as
+    the same seeds run here, in seed order."""
+    monkeypatch.chdir(repo)
+    seeds.main(["pruned", "--seeds", "0", "1", "--runner", "dask", "--jobs", "2", "--json"])
+    on_dask = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    here = seeds.run("pruned", [0, 1], seeds.base_params([]))
+    assert [(r["seed"], r["accuracy"]) for r in on_dask] == [(r["seed"], r["accuracy"]) for r in here]
