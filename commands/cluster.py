@@ -324,11 +324,13 @@ def local_workers(threads: int, cores: int, jobs: int | None = None) -> int:
 def open_client(cluster: str, scheduler: str | None, workers: int, threads: int) -> Any:
     """A distributed.Client: to `scheduler` if given, else to a new cluster of `cluster`'s kind (closed with
     the client)."""
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
         try:
-            return Client(scheduler, timeout="15s")
+            # Dask's own setting (30 s unless DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT says otherwise)
+            return Client(scheduler, timeout=dask.config.get("distributed.comm.timeouts.connect"))
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"--scheduler {scheduler}: cannot reach the Dask scheduler: {exc}") from None
     if cluster == "local":
@@ -392,9 +394,10 @@ def failures(results: Sequence[Result]) -> str:
 
 def run_on_cluster(experiments: Sequence[Experiment], *, cluster: str = "local", scheduler: str | None = None,
                    jobs: int | None = None, threads: int = 2, git_remote: str | None = None,
-                   dvc_remote: str | None = None) -> list[Result]:
+                   dvc_remote: str | None = None, checked: Callable[[], None] | None = None) -> list[Result]:
     """The whole client side: remotes, base commit, cluster, tasks, pull. Raises on an infrastructure error
-    (one line naming the scheduler or the remote); a failed experiment is a Result."""
+    (one line naming the scheduler or the remote); a failed experiment is a Result. checked() runs once the
+    remotes and the base commit are known good, before any task (the sweep clears its old experiments then)."""
     if cluster not in CLUSTERS:
         raise ValueError(f"--cluster must be one of {list(CLUSTERS)}, got {cluster!r}")
     remotes = resolve_remotes(git_remote, dvc_remote, local_ok=cluster == "local" and not scheduler)
@@ -402,6 +405,8 @@ def run_on_cluster(experiments: Sequence[Experiment], *, cluster: str = "local",
     workers = local_workers(threads, os.cpu_count() or 1, jobs) if cluster == "local" else (jobs or 1)
     client = open_client(cluster, scheduler, workers, threads)
     try:
+        if checked is not None:
+            checked()
         print(f"Dask dashboard: {client.dashboard_link}; {len(experiments)} experiments on commit {commit[:7]}",
               flush=True)
         return run_experiments(experiments, client, remotes, commit, report)

@@ -72,11 +72,10 @@ def remove_others(prefix: str | tuple[str, ...], keep: Sequence[str] = ()) -> No
 def run_dask(exps: Sequence[Experiment], args: argparse.Namespace, prefix: str | tuple[str, ...],
              threads: int) -> list[cluster.Result]:
     """The experiments on the cluster the flags name (commands/cluster.py); this sweep's earlier experiments of
-    other names removed first, so the table holds only this grid."""
-    remove_others(prefix, [e.name for e in exps])
+    other names removed first (once the remotes and the scheduler answered), so the table holds only this grid."""
     return cluster.run_on_cluster(exps, cluster=args.cluster, scheduler=args.scheduler, jobs=args.jobs,
-                                  threads=threads, git_remote=args.git_remote,
-                                  dvc_remote=args.dvc_remote)
+                                  threads=threads, git_remote=args.git_remote, dvc_remote=args.dvc_remote,
+                                  checked=lambda: remove_others(prefix, [e.name for e in exps]))
 
 
 def record(path: str, argv: Sequence[str], runner: str, jobs: int, experiments: int, seconds: float,

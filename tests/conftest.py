@@ -124,7 +124,7 @@ def _template_folder(config: pytest.Config) -> Path:
 
 # The modules that work in a copy of the session's tiny repo (the tiny_template fixture).
 END_TO_END = ("test_pipeline.py", "test_experiments.py", "test_queue.py", "test_channel_experiment.py",
-              "test_cluster.py")
+              "test_cluster.py", "test_cluster_errors.py", "test_cluster_seeds.py")
 
 
 def _runs_end_to_end(config: pytest.Config) -> bool:

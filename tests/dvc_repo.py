@@ -146,3 +146,17 @@ def run_queue(repo: Path, jobs: int) -> str:
 if __name__ == "__main__":
     # `python -m tests.dvc_repo FOLDER`: build the session's template there (conftest starts this at session start).
     template_repo(Path(sys.argv[1]))
+
+
+def with_remotes(template: Path, dest: Path) -> Path:
+    """A copy of the tiny repo with a git remote (a bare repo beside it) and a default DVC remote (a folder),
+    committed and pushed as README says: what a worker on another machine would clone and pull from."""
+    repo = copy_repo(template, dest / "repo")
+    sh(dest, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
+    sh(repo, "git", "remote", "add", "origin", str(dest / "origin.git"))
+    sh(repo, "dvc", "remote", "add", "-d", "store", str(dest / "dvc-store"))
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-q", "-m", "shared remotes")
+    sh(repo, "git", "push", "-q", "origin", "main")
+    sh(repo, "dvc", "push", "-q")
+    return repo

@@ -4,7 +4,6 @@ of the session's tiny repo, so that pytest-xdist runs this module beside the oth
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -16,27 +15,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from commands import cluster, seeds, sweep
+from commands import cluster, sweep
 from commands.cluster import Experiment, Result
-from tests.dvc_repo import copy_repo, run, sh
+from tests.dvc_repo import sh, with_remotes
 
 GOOD = (0.3, 0.6, 0.9)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, str]) -> Path:
-    """The tiny repo with a git remote (a bare repo) and a default DVC remote (a folder), committed and pushed
-    as README says: what a worker on another machine would clone and pull from."""
-    repo = copy_repo(tiny_template[0], tmp_path_factory.mktemp("cluster") / "repo")
-    shared = repo.parent
-    sh(shared, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
-    sh(repo, "git", "remote", "add", "origin", str(shared / "origin.git"))
-    sh(repo, "dvc", "remote", "add", "-d", "store", str(shared / "dvc-store"))
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "-m", "shared remotes")
-    sh(repo, "git", "push", "-q", "origin", "main")
-    sh(repo, "dvc", "push", "-q")
-    return repo
+    return with_remotes(tiny_template[0], tmp_path_factory.mktemp("cluster"))
 
 
 def _kill_a_busy_worker(client: object, killed: list[str], stop: threading.Event) -> None:
@@ -121,55 +109,3 @@ def test_a_task_run_again_returns_the_pushed_result(repo: Path, monkeypatch: pyt
     commit = sh(repo, "git", "rev-parse", "HEAD").strip()
     again = cluster.run_experiment(sweep.grid(GOOD[:1])[0], commit, remotes)
     assert again.status == "reused" and again.seconds == {}
-
-
-def test_artifacts_come_from_the_shared_remote(repo: Path, tmp_path: Path) -> None:
-    """A version of an artifact dvc.yaml declares (a git tag in the model registry's name@vX.Y.Z form), then
-    `dvc artifacts get` by the git remote's URL: the committed model's bytes, from the DVC remote."""
-    sh(repo, "git", "tag", "-a", "dense-cnn@v0.1.0", "-m", "tiny dense model")
-    sh(repo, "git", "push", "-q", "origin", "dense-cnn@v0.1.0")
-    sh(tmp_path, "dvc", "artifacts", "get", str(repo.parent / "origin.git"), "dense-cnn", "-o", "dense.pth")
-    assert hashlib.md5((tmp_path / "dense.pth").read_bytes()).digest() == hashlib.md5(
-        (repo / "models" / "dense.pth").read_bytes()).digest()
-
-
-@pytest.mark.parametrize(("flags", "named"), [
-    (["--scheduler", "tcp://127.0.0.1:9"], "--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler"),
-    (["--git-remote", "nowhere"], "--git-remote nowhere: no such git remote here"),
-    (["--git-remote", "gone"], "git remote gone ("),
-    (["--dvc-remote", "nowhere"], "--dvc-remote nowhere: no such DVC remote here"),
-    # dask-jobqueue is an optional extra, not in requirements.txt
-    (["--cluster", "slurm"], "--cluster slurm needs dask-jobqueue: pip install dask-jobqueue==0.9.0"),
-])
-def test_an_unreachable_scheduler_or_remote_is_one_line_naming_it(repo: Path, tmp_path: Path, flags: list[str],
-                                                                  named: str) -> None:
-    work = copy_repo(repo, tmp_path / "repo")
-    sh(work, "git", "remote", "add", "gone", str(tmp_path / "no-such-repo.git"))
-    sh(work, "git", "config", "remote.gone.url", str(tmp_path / "no-such-repo.git"))
-    res = run(work, "python", "-m", "commands", "sweep", "--amounts", "0.5", *flags)
-    assert res.returncode == 1, res.stdout + res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], res.stderr
-    pushed = sh(work, "git", "ls-remote", str(repo.parent / "origin.git"), "refs/exps/*")
-    assert "/sweep-0.5-" not in pushed
-
-
-def test_a_pipeline_behind_its_code_is_refused_before_any_task(repo: Path, tmp_path: Path) -> None:
-    """A dvc.lock older than bignn/ would retrain the dense model on every worker: one line, exit 1."""
-    work = copy_repo(repo, tmp_path / "repo")
-    with (work / "bignn" / "data.py").open("a") as fh:
-        fh.write("# changed\n")
-    sh(work, "git", "commit", "-q", "-am", "code changed, dvc.lock not")
-    res = run(work, "python", "-m", "commands", "sweep", "--amounts", "0.5")
-    assert res.returncode == 1 and res.stderr.startswith("error: the pipeline is not up to date at HEAD"), res.stderr
-
-
-def test_seeds_on_dask_give_the_runs_of_this_process(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """`seeds --runner dask`: each seed a task in a clone with the commit's models pulled; the same accuracy as
-    the same seeds run here, in seed order."""
-    monkeypatch.chdir(repo)
-    seeds.main(["pruned", "--seeds", "0", "1", "--runner", "dask", "--jobs", "2", "--json"])
-    on_dask = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    here = seeds.run("pruned", [0, 1], seeds.base_params([]))
-    assert [(r["seed"], r["accuracy"]) for r in on_dask] == [(r["seed"], r["accuracy"]) for r in here]
