@@ -25,6 +25,7 @@ not an error: it is not retried, the others finish, and its one-line cause is re
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,8 +187,8 @@ def _clone(work: str, commit: str, remotes: Remotes, env: dict[str, str]) -> Non
 
 def run_module(name: str, args: Sequence[str], commit: str, remotes: Remotes) -> Result:
     """The Dask task for work that is not a DVC experiment (commands.seeds' runs): a clone at `commit` with
-    the commit's DVC outputs pulled, then `python -m <args>` in it. Its stdout comes back as the Result's
-    error field's neighbour, `output`; a failing command is a failed Result (one line), not retried."""
+    the commit's DVC outputs pulled, then `python -m <args>` in it; its stdout comes back in Result.output. A
+    failing command is a failed Result (one line), not retried."""
     env = _worker_env()
     work = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{name}-")
     try:
@@ -209,20 +210,11 @@ def run_module(name: str, args: Sequence[str], commit: str, remotes: Remotes) ->
 def run_modules(tasks: Sequence[tuple[str, Sequence[str]]], *, cluster: str = "local", scheduler: str | None = None,
                 jobs: int | None = None, threads: int = 2, git_remote: str | None = None,
                 dvc_remote: str | None = None) -> list[Result]:
-    """run_module for each (name, args) on the cluster the flags name, in the order given."""
-    import cloudpickle
-
-    remotes = resolve_remotes(git_remote, dvc_remote, local_ok=cluster == "local" and not scheduler)
-    commit = check_base(remotes)
-    workers = local_workers(threads, os.cpu_count() or 1, jobs) if cluster == "local" else (jobs or 1)
-    client = open_client(cluster, scheduler, workers, threads)
-    try:
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    """run_module for each (name, args) on the cluster the flags name (connected), in the order given."""
+    with connected(cluster, scheduler, jobs, threads, git_remote, dvc_remote) as (client, remotes, commit):
         futures = [client.submit(run_module, name, list(args), commit, remotes, key=f"run-{name}-{commit[:7]}",
                                  pure=False, retries=RETRIES) for name, args in tasks]
         return [f.result() for f in futures]
-    finally:
-        close_client(client)
 
 
 def _must(res: subprocess.CompletedProcess[str], what: str) -> None:
@@ -311,13 +303,19 @@ def check_base(remotes: Remotes) -> str:
     return commit
 
 
-def local_workers(threads: int, cores: int, jobs: int | None = None) -> int:
-    """One worker per `threads` cores (each experiment runs `threads` threads), or `jobs` if given; more would
-    oversubscribe the cores (2 experiments x 2 threads on 2 cores ran slower in total than one at a time)."""
-    n = max(1, cores // threads) if jobs is None else jobs
-    if n < 1 or n * threads > max(cores, threads):
-        raise ValueError(f"--jobs {n} x threads {threads} (params.yaml) must be between 1 and the {cores} cores "
+def check_cores(jobs: int, threads: int, cores: int) -> None:
+    """Refuse to oversubscribe: each job runs `threads` threads, and 2 jobs x 2 threads on 2 cores ran a
+    fine-tune epoch in 5 min instead of 72 s alone, slower in total than one job at a time."""
+    if jobs < 1 or jobs * threads > cores:
+        raise ValueError(f"--jobs {jobs} x threads {threads} (params.yaml) must be between 1 and the {cores} cores "
                          f"of this machine; use --jobs {max(1, cores // threads)}")
+
+
+def local_workers(threads: int, cores: int, jobs: int | None = None) -> int:
+    """One worker per `threads` cores (each experiment runs `threads` threads), or `jobs` if given (at least
+    one worker, even where `threads` exceeds the cores)."""
+    n = max(1, cores // threads) if jobs is None else jobs
+    check_cores(n, threads, max(cores, threads))
     return n
 
 
@@ -327,6 +325,7 @@ def open_client(cluster: str, scheduler: str | None, workers: int, threads: int)
     import dask
     from distributed import Client, LocalCluster
 
+    _tasks_travel_with_their_code()
     if scheduler:
         try:
             # Dask's own setting (30 s unless DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT says otherwise)
@@ -352,6 +351,13 @@ def open_client(cluster: str, scheduler: str | None, workers: int, threads: int)
     return client
 
 
+def _tasks_travel_with_their_code() -> None:
+    """A task's code is sent with it: a worker needs dvc and the pipeline's requirements, not this checkout."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
 def close_client(client: Any) -> None:
     client.close()
     cluster = getattr(client, "_bignn_cluster", None)
@@ -362,11 +368,8 @@ def close_client(client: Any) -> None:
 def run_experiments(experiments: Sequence[Experiment], client: Any, remotes: Remotes, commit: str,
                     on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """Every experiment as one task; results as they arrive (each to on_result), then the pushed ones pulled."""
-    import cloudpickle
     from distributed import as_completed
 
-    # The task's code travels with it: a worker needs dvc and the pipeline's requirements, not this checkout.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     futures = [client.submit(run_experiment, exp, commit, remotes, key=f"exp-{exp.name}-{commit[:7]}",
                              pure=False, retries=RETRIES) for exp in experiments]
     results = []
@@ -398,6 +401,17 @@ def run_on_cluster(experiments: Sequence[Experiment], *, cluster: str = "local",
     """The whole client side: remotes, base commit, cluster, tasks, pull. Raises on an infrastructure error
     (one line naming the scheduler or the remote); a failed experiment is a Result. checked() runs once the
     remotes and the base commit are known good, before any task (the sweep clears its old experiments then)."""
+    with connected(cluster, scheduler, jobs, threads, git_remote, dvc_remote) as (client, remotes, commit):
+        if checked is not None:
+            checked()
+        return run_experiments(experiments, client, remotes, commit, report)
+
+
+@contextlib.contextmanager
+def connected(cluster: str, scheduler: str | None, jobs: int | None, threads: int, git_remote: str | None,
+              dvc_remote: str | None) -> Iterator[tuple[Any, Remotes, str]]:
+    """(client, remotes, base commit) once the remotes, the base commit and the scheduler answered; a cluster
+    started here is closed after."""
     if cluster not in CLUSTERS:
         raise ValueError(f"--cluster must be one of {list(CLUSTERS)}, got {cluster!r}")
     remotes = resolve_remotes(git_remote, dvc_remote, local_ok=cluster == "local" and not scheduler)
@@ -405,11 +419,8 @@ def run_on_cluster(experiments: Sequence[Experiment], *, cluster: str = "local",
     workers = local_workers(threads, os.cpu_count() or 1, jobs) if cluster == "local" else (jobs or 1)
     client = open_client(cluster, scheduler, workers, threads)
     try:
-        if checked is not None:
-            checked()
-        print(f"Dask dashboard: {client.dashboard_link}; {len(experiments)} experiments on commit {commit[:7]}",
-              flush=True)
-        return run_experiments(experiments, client, remotes, commit, report)
+        print(f"Dask dashboard: {client.dashboard_link}; commit {commit[:7]}", flush=True)
+        yield client, remotes, commit
     finally:
         close_client(client)
 

@@ -32,7 +32,7 @@ from bignn.io import write_csv, write_json
 from bignn.metrics import machine_metrics
 from bignn.runtime import cli
 from commands import cluster
-from commands.cluster import Experiment
+from commands.cluster import Experiment, check_cores
 
 AMOUNTS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 SWEEP_CSV = paths.SWEEP_CSV
@@ -94,14 +94,6 @@ def dvc(*args: str, check: bool = True) -> str:
     if check and res.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed: {res.stderr.strip()[-1000:]}")
     return res.stdout
-
-
-def check_cores(jobs: int, threads: int, cores: int) -> None:
-    """Refuse to oversubscribe: each job runs `threads` threads, and 2 jobs x 2 threads on 2 cores ran a
-    fine-tune epoch in 5 min instead of 72 s alone, slower in total than one job at a time."""
-    if jobs < 1 or jobs * threads > cores:
-        raise ValueError(f"--jobs {jobs} x threads {threads} (params.yaml) must be between 1 and the {cores} cores "
-                         f"of this machine; use --jobs {max(1, cores // threads)}")
 
 
 def start_queue(jobs: int, cwd: str | None = None) -> None:
