@@ -81,20 +81,21 @@ def test_combine_presets_start_from_the_student_and_change_only_combine() -> Non
     assert _composed("combine=s8", "combine.seed=2")["combine"] == {**s8["combine"], "seed": 2}
 
 
-def test_the_global_preset_sets_its_student_and_the_rest_of_s8() -> None:
-    """kb8 (`# @package _global_`): the student's shape and epochs in distill, s8's combine recipe with its own
-    amount; nothing else moves, and one key still overrides it."""
-    default, s8, kb8 = _composed(), _composed("combine=s8"), _composed("combine=kb8")
-    assert {k for k in default if default[k] != kb8[k]} == {"combine", "distill"}
-    assert {k for k in s8["combine"] if s8["combine"][k] != kb8["combine"][k]} == {"amount", "finetune_epochs"}
-    assert kb8["distill"] == {**default["distill"], "epochs": 6,
-                              "student": {"conv_channels": [16, 32, 64], "hidden": [], "dropout": 0.0}}
-    assert _composed("combine=kb8", "distill.seed=2")["distill"]["seed"] == 2
+@pytest.mark.parametrize(("preset", "conv", "epochs"), [("kb8", [16, 32, 64], 6), ("kb4", [12, 24, 48], 10)])
+def test_the_global_presets_set_their_student_and_the_rest_of_s8(preset: str, conv: list[int], epochs: int) -> None:
+    """kb8, kb4 (`# @package _global_`): the student's shape and epochs in distill, s8's combine recipe with
+    their own amount; nothing else moves, and one key still overrides them."""
+    default, s8, kb = _composed(), _composed("combine=s8"), _composed(f"combine={preset}")
+    assert {k for k in default if default[k] != kb[k]} == {"combine", "distill"}
+    assert {k for k in s8["combine"] if s8["combine"][k] != kb["combine"][k]} == {"amount", "finetune_epochs"}
+    assert kb["distill"] == {**default["distill"], "epochs": epochs,
+                             "student": {"conv_channels": conv, "hidden": [], "dropout": 0.0}}
+    assert _composed(f"combine={preset}", "distill.seed=2")["distill"]["seed"] == 2
 
 
 def test_every_preset_is_a_valid_config() -> None:
     groups = params.presets(CONF)
-    assert groups["prune"] == ["default", "p99", "p995"] and groups["combine"] == ["default", "kb8", "s16", "s8"]
+    assert groups["prune"] == ["default", "p99", "p995"] and groups["combine"] == ["default", "kb4", "kb8", "s16", "s8"]
     for group, names in groups.items():
         for name in names:
             params_from_dict(_composed(f"{group}={name}"))
