@@ -64,7 +64,6 @@ def setup(threads: int, kernels: str) -> None:
     torch.set_flush_denormal(True)
 
 
-CPU = torch.device("cpu")
 # cuBLAS picks among several reduction orders unless its workspace is fixed: with this setting its products
 # give the same bits on every run (NVIDIA's cuBLAS docs, "Results reproducibility"; torch's
 # use_deterministic_algorithms demands it).
@@ -72,18 +71,19 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 
 def resolve_device(name: str, cuda_available: bool | None = None) -> torch.device:
-    """The torch.device that params.yaml's `device` names here; `cuda` without a GPU is a ConfigError.
+    """The torch.device that params.yaml's `device` names here; `cuda` without a GPU is a ValueError naming
+    the param.
 
     cpu never touches CUDA (not even to ask whether it is there)."""
     if name == "cpu":
-        return CPU
+        return torch.device("cpu")
     if name not in ("cuda", "auto"):
         raise ValueError(f"device must be one of ['cpu', 'cuda', 'auto'], got {name!r}")
     available = torch.cuda.is_available() if cuda_available is None else cuda_available
     if available:
         return torch.device("cuda")
     if name == "auto":
-        return CPU
+        return torch.device("cpu")
     raise ValueError(f"device: cuda, but torch {torch.__version__} sees no CUDA GPU on this machine; set device: "
                      "cpu or auto (e.g. `dvc exp run -S device=auto`)")
 

@@ -20,7 +20,8 @@ from bignn.io import atomic_write_bytes, load_checkpoint, save_checkpoint, write
 from bignn.live import EpochLogger, epoch_logger
 from bignn.model import BigCNN, count_params
 from bignn.quantize import int8_bytes, quantize_int8
-from bignn.runtime import CPU, cli, seeded, setup, use_device
+from bignn.runtime import cli, seeded, setup, use_device
+from bignn.training import CPU
 
 
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,

@@ -20,7 +20,8 @@ from bignn.data import split_of
 from bignn.io import atomic_write_bytes, load_checkpoint, write_json
 from bignn.live import EpochLogger, epoch_logger
 from bignn.pruning.unstructured import prune_model
-from bignn.runtime import CPU, cli, seeded, setup, use_device
+from bignn.runtime import cli, seeded, setup, use_device
+from bignn.training import CPU
 
 SOURCES = {"channel": paths.CHANNEL_MODEL, "student": paths.STUDENT_MODEL}
 

@@ -22,7 +22,8 @@ from bignn.data import split_of
 from bignn.io import load_checkpoint, save_checkpoint, write_json
 from bignn.live import EpochLogger, epoch_logger
 from bignn.model import count_params
-from bignn.runtime import CPU, cli, seeded, setup, use_device
+from bignn.runtime import cli, seeded, setup, use_device
+from bignn.training import CPU
 
 History = list[dict[str, Any]]
 

@@ -20,8 +20,8 @@ from bignn.data import split_of
 from bignn.forms import load_model
 from bignn.io import write_csv, write_json
 from bignn.metrics import error_rows, frontier_rows, machine_metrics, measure, peak_rss_mb
-from bignn.runtime import CPU, cli, seeded, setup, use_device
-from bignn.training import prepare
+from bignn.runtime import cli, seeded, setup, use_device
+from bignn.training import CPU, prepare
 
 # The misclassified test images (for `dvc plots`' confusion view) of these two only.
 ERRORS = ("dense", "pruned")

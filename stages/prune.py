@@ -16,7 +16,8 @@ from bignn.data import split_of
 from bignn.io import load_checkpoint, save_checkpoint, write_csv, write_json
 from bignn.live import EpochLogger, epoch_logger
 from bignn.pruning.unstructured import prune_model
-from bignn.runtime import CPU, cli, seeded, setup, use_device
+from bignn.runtime import cli, seeded, setup, use_device
+from bignn.training import CPU
 
 
 def run(params: Params, dense_path: Path = paths.DENSE_MODEL, on_epoch: EpochLogger | None = None,

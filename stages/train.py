@@ -13,7 +13,8 @@ from bignn.config import Params, load_params
 from bignn.data import split_of
 from bignn.io import save_checkpoint, write_json
 from bignn.live import EpochLogger, epoch_logger
-from bignn.runtime import CPU, cli, seeded, setup, use_device
+from bignn.runtime import cli, seeded, setup, use_device
+from bignn.training import CPU
 
 
 def run(params: Params, on_epoch: EpochLogger | None = None, device: torch.device = CPU,
