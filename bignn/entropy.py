@@ -3,13 +3,18 @@
 Positions. A pruned layer's mask is far from random: global magnitude pruning leaves some neurons with no
 inputs at all and some inputs feeding no neuron, and the density differs a lot from one row (output unit)
 or column (input) to the next. So the mask is coded line by line, along rows or along columns, whichever
-the layer's line densities say is cheaper: each line's count of nonzeros goes into a side stream, and the
-gaps between its nonzeros are range-coded with a geometric model of that line's own density
-(P(gap = g) ~ (1 - p)^g p, p = count / length). That costs about log2 C(length, count) bits per line, the
-least any code can pay for a line whose count is known and whose positions are otherwise random.
+costs fewer bits: first how many lines hold a nonzero and which (a whole neuron or input pruned away costs
+about a bit), then each such line's count of nonzeros (uniform over 1..length), then the gaps between its
+nonzeros, range-coded with a geometric model of that line's own density (P(gap = g) ~ (1 - p)^g p,
+p = count / length). That costs about log2 C(length, count) bits per line, the least any code can pay for a
+line whose count is known and whose positions are otherwise random.
 
 Values. One codebook per layer: k-means centroids (Deep Compression's weight sharing) or a uniform
-per-row grid; each nonzero stores its entry's index, range-coded with the layer's own index histogram.
+per-row grid; each nonzero stores its entry's index, range-coded with the layer's own index histogram, which
+the stream carries first (each entry uniform over what the entries before it left).
+
+Neither stream needs anything stored beside it but the model's shapes: line counts and histograms as side
+tables were a quarter of a 2 KB file.
 
 The range coder is `constriction`'s (queue.RangeEncoder / RangeDecoder, 32-bit words).
 
@@ -30,6 +35,7 @@ import numpy as np
 
 Encoder = constriction.stream.queue.RangeEncoder
 Decoder = constriction.stream.queue.RangeDecoder
+_Uniform = constriction.stream.model.Uniform
 
 
 def _line_bits(counts: np.ndarray, length: int) -> float:
@@ -47,10 +53,18 @@ def random_positions_bits(mask: np.ndarray) -> float:
     return _line_bits(np.array([mask.sum()]), mask.size)
 
 
+def _positions_bits(lines: np.ndarray) -> float:
+    """What encode_positions pays for these lines (rows of a 2-D mask): which lines are used, each used line's
+    count, then the gaps."""
+    counts = lines.sum(1)
+    used = int(np.count_nonzero(counts))
+    return (math.log2(len(lines) + 1) + _line_bits(np.array([used]), len(lines))
+            + used * math.log2(lines.shape[1]) + _line_bits(counts, lines.shape[1]))
+
+
 def best_axis(mask: np.ndarray) -> int:
-    """0: code the 2-D mask row by row; 1: column by column (whichever line densities say is cheaper)."""
-    rows, cols = _line_bits(mask.sum(1), mask.shape[1]), _line_bits(mask.sum(0), mask.shape[0])
-    return 0 if rows <= cols else 1
+    """0: code the 2-D mask row by row; 1: column by column (whichever costs fewer bits)."""
+    return 0 if _positions_bits(mask) <= _positions_bits(mask.T) else 1
 
 
 @lru_cache(maxsize=4096)
@@ -66,27 +80,66 @@ def _geometric(count: int, length: int) -> constriction.stream.model.Categorical
     return constriction.stream.model.Categorical(probs / math.fsum(probs), perfect=False)
 
 
-def encode_positions(mask: np.ndarray, axis: int, enc: Encoder) -> np.ndarray:
-    """Range-code the gaps of every line of a 2-D bool mask; returns the per-line nonzero counts (uint32)."""
+def encode_uints(values: np.ndarray, bound: int, enc: Encoder) -> None:
+    """Integers in [0, bound], log2(bound + 1) bits each (nothing when bound is 0). constriction's uniform
+    model holds fewer than 2^24 symbols, so from 2^16 up a value goes as its high part, then 16 low bits."""
+    values = np.asarray(values, dtype=np.int64)
+    if bound == 0 or values.size == 0:
+        return
+    if bound < 1 << 16:
+        enc.encode(values.astype(np.int32), _Uniform(bound + 1))
+        return
+    enc.encode((values >> 16).astype(np.int32), _Uniform((bound >> 16) + 1))
+    enc.encode((values & 0xFFFF).astype(np.int32), _Uniform(1 << 16))
+
+
+def decode_uints(count: int, bound: int, dec: Decoder) -> np.ndarray:
+    if bound == 0 or count == 0:
+        return np.zeros(count, dtype=np.int64)
+    if bound < 1 << 16:
+        return dec.decode(_Uniform(bound + 1), count).astype(np.int64)
+    high = dec.decode(_Uniform((bound >> 16) + 1), count).astype(np.int64)
+    return (high << 16) | dec.decode(_Uniform(1 << 16), count).astype(np.int64)
+
+
+def _encode_line(line: np.ndarray, count: int, enc: Encoder) -> None:
+    """The gaps between a line's nonzeros, under its density (an empty or full line has nothing to say)."""
+    if 0 < count < len(line):
+        gaps = np.diff(np.flatnonzero(line), prepend=-1) - 1
+        enc.encode(gaps.astype(np.int32), _geometric(count, len(line)))
+
+
+def _decode_line(count: int, length: int, dec: Decoder) -> np.ndarray:
+    line = np.zeros(length, dtype=bool)
+    if count == length:
+        line[:] = True
+    elif count > 0:
+        line[np.cumsum(dec.decode(_geometric(count, length), count).astype(np.int64) + 1) - 1] = True
+    return line
+
+
+def encode_positions(mask: np.ndarray, axis: int, enc: Encoder) -> None:
+    """Range-code a 2-D bool mask along rows (axis 0) or columns: how many lines hold a nonzero and which
+    (pruning empties whole neurons and inputs), each such line's count, then each line's gaps."""
     lines = mask if axis == 0 else mask.T
-    length = lines.shape[1]
-    counts = lines.sum(1).astype(np.uint32)
-    for line, count in zip(lines, counts.tolist(), strict=True):
-        if 0 < count < length:  # an empty or a full line has nothing left to say
-            gaps = np.diff(np.flatnonzero(line), prepend=-1) - 1
-            enc.encode(gaps.astype(np.int32), _geometric(count, length))
-    return counts
+    counts = lines.sum(1)
+    used = np.flatnonzero(counts)
+    encode_uints(np.array([len(used)]), len(lines), enc)
+    _encode_line(counts > 0, len(used), enc)
+    encode_uints(counts[used] - 1, lines.shape[1] - 1, enc)
+    for i in used.tolist():
+        _encode_line(lines[i], int(counts[i]), enc)
 
 
-def decode_positions(shape: tuple[int, int], axis: int, counts: np.ndarray, dec: Decoder) -> np.ndarray:
-    """The 2-D bool mask back from its line counts and the range-coded gaps."""
-    lines = np.zeros(shape if axis == 0 else shape[::-1], dtype=bool)
-    length = lines.shape[1]
-    for i, count in enumerate(counts.tolist()):
-        if count == length:
-            lines[i] = True
-        elif count > 0:
-            lines[i, np.cumsum(dec.decode(_geometric(count, length), count).astype(np.int64) + 1) - 1] = True
+def decode_positions(shape: tuple[int, int], axis: int, dec: Decoder) -> np.ndarray:
+    """The 2-D bool mask back from the positions stream."""
+    n_lines, length = shape if axis == 0 else shape[::-1]
+    n_used = int(decode_uints(1, n_lines, dec)[0])
+    used = np.flatnonzero(_decode_line(n_used, n_lines, dec))
+    counts = decode_uints(n_used, length - 1, dec) + 1
+    lines = np.zeros((n_lines, length), dtype=bool)
+    for i, count in zip(used.tolist(), counts.tolist(), strict=True):
+        lines[i] = _decode_line(count, length, dec)
     return lines if axis == 0 else lines.T
 
 
@@ -94,16 +147,26 @@ def _histogram_model(hist: np.ndarray) -> constriction.stream.model.Categorical:
     return constriction.stream.model.Categorical(hist / hist.sum(), perfect=False)
 
 
-def encode_symbols(symbols: np.ndarray, alphabet: int, enc: Encoder) -> np.ndarray:
-    """Range-code codebook indices with their own histogram; returns the histogram (uint32, one per entry)."""
-    hist = np.bincount(symbols, minlength=alphabet).astype(np.uint32)
+def encode_symbols(symbols: np.ndarray, alphabet: int, enc: Encoder) -> None:
+    """Range-code codebook indices with their own histogram, the histogram first: each entry in [0, what the
+    entries before it left of len(symbols)], the last one implied (the decoder knows the count from the mask)."""
+    hist = np.bincount(symbols, minlength=alphabet)
+    left = len(symbols)
+    for h in hist[:-1].tolist():
+        encode_uints(np.array([h]), left, enc)
+        left -= h
     if len(symbols):
         enc.encode(symbols.astype(np.int32), _histogram_model(hist))
-    return hist
 
 
-def decode_symbols(hist: np.ndarray, dec: Decoder) -> np.ndarray:
-    count = int(hist.sum())
+def decode_symbols(count: int, alphabet: int, dec: Decoder) -> np.ndarray:
+    hist, left = np.zeros(alphabet, dtype=np.int64), count
+    for i in range(alphabet - 1):
+        hist[i] = decode_uints(1, left, dec)[0]
+        left -= int(hist[i])
+    hist[-1] = left
+    if left < 0:
+        raise ValueError("a value histogram holds more values than its layer's mask")
     return dec.decode(_histogram_model(hist), count).astype(np.int64) if count else np.zeros(0, np.int64)
 
 

@@ -3,32 +3,29 @@
     python -m commands filebytes models/combined.bin
     python -m commands filebytes models/compressed.bin
 
-Prints the file's three stored streams (the lzma container of the small parts, the range-coded positions and
-values), then each small part raw and compressed alone (header, per-line nonzero counts, codebooks and
-histograms, dense tensors), so a reader sees what a model of a few thousand weights pays besides its weights.
-The format is bignn/compression.py's.
+Prints the file's parts in file order: magic, header (what rebuilds the model: widths, bits, coding axes, the
+streams' lengths), the range-coded positions (which lines are used, their counts, the gaps) and values (each
+layer's histogram, then its codebook indices), the tables (codebooks or row scales) and the dense tensors
+(biases, folded batch norms), so a reader sees what a model of a few thousand weights pays besides its
+weights. The format is bignn/compression.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import lzma
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bignn.compression import RANGE_MAGIC, RANGE_STREAMS, SMALL_PARTS, read_range_parts, unpack, xz
+from bignn.compression import RANGE_MAGIC, RANGE_PARTS, read_range_parts
 from bignn.runtime import cli
 
 
 def report(data: bytes) -> dict[str, Any]:
-    """Stored bytes of every stream (they and the magic and lengths add up to the file), and each small part's
-    raw bytes and bytes compressed alone."""
-    streams = unpack(memoryview(data)[len(RANGE_MAGIC):], RANGE_STREAMS, "file")
-    small, _ = read_range_parts(data)
-    return {"bytes": len(data), "streams": {s: len(v) for s, v in streams.items()},
-            "small": {s: {"raw": len(small[s]), "alone": len(xz(small[s]))} for s in SMALL_PARTS},
-            "container_raw": len(lzma.decompress(streams["small"]))}
+    """Bytes of the magic and of every part (they add up to the file), and the header as read."""
+    header, parts = read_range_parts(data)
+    return {"bytes": len(data), "parts": {"magic": len(RANGE_MAGIC), **{s: len(parts[s]) for s in RANGE_PARTS}},
+            "header": header}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -40,11 +37,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError(f"{args.file}: not a range-coded model file of this version (compress.coder: range "
                          "writes those)")
     r = report(data)
-    print(f"{args.file}: {r['bytes']:,} bytes ({len(RANGE_MAGIC) + 8 * len(r['streams'])} of magic and lengths)")
-    for s, n in r["streams"].items():
-        print(f"  {s:<10} {n:>8,} stored" + (f" ({r['container_raw']:,} raw)" if s == "small" else ""))
-    for s, v in r["small"].items():
-        print(f"    {s:<8} {v['raw']:>8,} raw, {v['alone']:>7,} compressed alone")
+    h = r["header"]
+    print(f"{args.file}: {r['bytes']:,} bytes; {h['model_args']}, {h['bits']}-bit {h['quantizer']}, "
+          f"tables in {'float32' if h['tables'] == 'f4' else 'float16'}")
+    for s, n in r["parts"].items():
+        print(f"  {s:<10} {n:>8,}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from bignn.compression import RANGE_MAGIC, compress_model, read_range_parts
+from bignn.compression import compress_model
 from bignn.config import Params, replace
 from bignn.model import build_model
 from commands import filebytes
@@ -26,17 +25,20 @@ def _trained_like(seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def test_the_streams_add_up_to_the_file(tiny_params: Params) -> None:
+def test_the_parts_add_up_to_the_file(tiny_params: Params) -> None:
     params = replace(tiny_params, compress=replace(tiny_params.compress, coder="range", quantizer="kmeans", bits=4))
     model = _trained_like()
     data, _ = compress_model(params.compress, model, 10**6, 10**6)
     r = filebytes.report(data)
-    assert r["bytes"] == len(data) == len(RANGE_MAGIC) + sum(8 + n for n in r["streams"].values())
-    assert r["container_raw"] == sum(8 + v["raw"] for v in r["small"].values())
+    assert r["bytes"] == len(data) == sum(r["parts"].values())
+    # The header: the widths, bits and axes as varints, a float64 dropout; far below the old JSON's 166 B.
+    assert r["header"]["model_args"] == model.model_args and r["parts"]["header"] < 32
+    # Tables: one 16-entry float16 codebook per layer (2 conv, 2 linear).
+    assert r["parts"]["tables"] == 4 * 16 * 2
     # Dense: every bias in float16, each batch norm as one scale and one shift (4 + 8 channels).
     biases = sum(m.bias.numel() for m in model.modules()
                  if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None)
-    assert r["small"]["dense"]["raw"] == 2 * (biases + 2 * (4 + 8))
+    assert r["parts"]["dense"] == 2 * (biases + 2 * (4 + 8))
 
 
 def test_main_prints_every_part(tiny_params: Params, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,8 +47,8 @@ def test_main_prints_every_part(tiny_params: Params, tmp_path: Path, capsys: pyt
     (tmp_path / "m.bin").write_bytes(data)
     filebytes.main([str(tmp_path / "m.bin")])
     out = capsys.readouterr().out
-    assert f"{len(data):,} bytes" in out and all(s in out for s in ("header", "counts", "tables", "dense"))
-    assert json.loads(read_range_parts(data)[0]["header"])["bits"] == 4
+    assert f"{len(data):,} bytes" in out and "4-bit kmeans" in out
+    assert all(s in out for s in ("magic", "header", "positions", "values", "tables", "dense"))
 
 
 def test_a_file_of_another_format_is_refused_by_name(tmp_path: Path) -> None:
