@@ -7,9 +7,10 @@ Deep Compression (Han et al. 2016) in two forms, both told apart by their first 
 - range (BIGNN-SPARSE-5): positions coded line by line with each line's own density, values as indices
   into a per-layer codebook (k-means or the uniform grid), both range-coded with everything they need
   (which lines are used, line counts, index histograms) inside the streams (see entropy.py); a binary
-  header of a few varints; codebooks, biases and batch norms (folded into one scale and shift per channel)
-  in float16. No container, no lengths but the two streams': a 2 KB model's file is 17% smaller than in
-  SPARSE-4, which kept counts, histograms and a JSON header in an lzma container. (SPARSE-3 built its gap
+  header of a few varints; each batch norm's per-channel scale multiplied into the conv weights before it
+  (BN(conv_W(x)) = conv_{scale W}(x) + shift), so only its shift is stored; shifts, biases and codebooks in
+  float16. No container, no lengths but the two streams': a 2 KB model's file is 22% smaller than in
+  SPARSE-4, which kept counts, histograms and a JSON header in an lzma container and each scale apart. (SPARSE-3 built its gap
   models from numpy's power, which differs in the last bit on CPUs with AVX-512: see entropy.py.) Files of
   earlier range formats are refused with what to run.
 In the lzma form every other tensor (biases, batch-norm statistics) is stored exactly, as float32.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import lzma
 import struct
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -228,32 +230,62 @@ def _batch_norms(model: torch.nn.Module) -> dict[str, float]:
     return {name: m.eps for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
 
 
+def _norm_after(model: torch.nn.Module) -> dict[str, str]:
+    """Each conv whose output goes straight into a batch norm (the next module of the same Sequential) -> that
+    batch norm: BN(conv_W(x)) = conv_{scale * W}(x) + shift, so the range format stores the conv's weights
+    times the batch norm's per-channel scale and the batch norm as its shift alone."""
+    pairs = {}
+    for prefix, seq in model.named_modules():
+        if isinstance(seq, torch.nn.Sequential):
+            kids = list(seq.named_children())
+            for (a, conv), (b, norm) in pairwise(kids):
+                if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d):
+                    pairs[f"{prefix}.{a}".lstrip(".")] = f"{prefix}.{b}".lstrip(".")
+    return pairs
+
+
+def _norm_scale(state: dict[str, torch.Tensor], prefix: str, eps: float) -> np.ndarray:
+    """weight / sqrt(var + eps), in float64: what the batch norm multiplies each channel by at inference."""
+    return state[f"{prefix}.weight"].double().numpy() / np.sqrt(state[f"{prefix}.running_var"].double().numpy() + eps)
+
+
+def _coded_weight(model: BigCNN, name: str, module: torch.nn.Module) -> torch.Tensor:
+    """The weight the range format codes for this layer: scaled by the batch norm after it, if one is."""
+    norm = _norm_after(model).get(name)
+    if norm is None:
+        return module.weight
+    scale = _norm_scale(model.state_dict(), norm, _batch_norms(model)[norm])
+    w = module.weight.detach().double().numpy() * scale.reshape(-1, *[1] * (module.weight.dim() - 1))
+    return torch.from_numpy(w.astype(np.float32))
+
+
 def _dense_tensors(model: BigCNN) -> list[np.ndarray]:
-    """The dense part as stored, in state-dict order: each batch norm folded into the scale
-    weight / sqrt(var + eps) and the shift bias - mean * scale that inference applies (its running statistics
-    and step counter are not stored), every float in float16. Biases and batch norms are under 1% of a small
-    model's parameters but were nearly a third of its file in float32; float16 rounding moved test accuracy by
-    at most five images either way on the files measured (docs/history.md)."""
-    sparse = _sparse_names(model)
+    """The dense part as stored, in state-dict order, every float in float16: each batch norm as the shift
+    bias - mean * scale that inference applies, and its scale weight / sqrt(var + eps) too unless the conv
+    before it carries the scale (_norm_after); its running statistics and step counter are not stored.
+    Biases and batch norms are under 1% of a small model's parameters but were nearly a third of its file in
+    float32; float16 rounding moved test accuracy by at most five images either way on the files measured
+    (docs/history.md)."""
+    sparse, folded = _sparse_names(model), set(_norm_after(model).values())
     norms, state = _batch_norms(model), model.state_dict()
     out = []
     for name, t in state.items():
         prefix, _, leaf = name.rpartition(".")
-        if name in sparse or (prefix in norms and leaf not in ("weight", "bias")):
+        if name in sparse or (prefix in norms and leaf not in ("weight", "bias")) or (
+                prefix in folded and leaf == "weight"):
             continue
         x = t.detach().double().numpy()
         if prefix in norms:
-            scale = state[f"{prefix}.weight"].double().numpy() / np.sqrt(
-                state[f"{prefix}.running_var"].double().numpy() + norms[prefix])
+            scale = _norm_scale(state, prefix, norms[prefix])
             x = scale if leaf == "weight" else x - state[f"{prefix}.running_mean"].double().numpy() * scale
         out.append(x.astype(_F16))
     return out
 
 
 def _restore_dense(model: BigCNN, state: dict[str, torch.Tensor], dense: bytes) -> None:
-    """Inverse of _dense_tensors into `state` (the model's own fresh state dict): a folded batch norm gets
-    mean 0 and variance 1 - eps, so it applies exactly the stored scale and shift."""
-    sparse = _sparse_names(model)
+    """Inverse of _dense_tensors into `state` (the model's own fresh state dict): a batch norm gets mean 0 and
+    variance 1 - eps, so it applies exactly the stored scale (1 where the conv carries it) and shift."""
+    sparse, folded = _sparse_names(model), set(_norm_after(model).values())
     norms, at = _batch_norms(model), 0
     for name, t in state.items():
         prefix, _, leaf = name.rpartition(".")
@@ -263,6 +295,8 @@ def _restore_dense(model: BigCNN, state: dict[str, torch.Tensor], dense: bytes) 
             t.zero_()
         elif prefix in norms and leaf == "running_var":
             t.fill_(1.0 - norms[prefix])
+        elif prefix in folded and leaf == "weight":
+            t.fill_(1.0)
         elif not (prefix in norms and leaf == "num_batches_tracked"):
             arr = np.frombuffer(dense, _F16, t.numel(), at)
             at += arr.nbytes
@@ -335,8 +369,8 @@ def range_parts(model: BigCNN, bits: int, quantizer: str) -> dict[str, bytes]:
         raise ValueError(f"quantizer must be one of {list(QUANTIZERS)}, got {quantizer!r}")
     enc_pos, enc_val = Encoder(), Encoder()
     axes, tables = [], []
-    for _, module in prunable(model):
-        mask, index, table, alphabet = _codebook(module.weight, bits, quantizer)
+    for name, module in prunable(model):
+        mask, index, table, alphabet = _codebook(_coded_weight(model, name, module), bits, quantizer)
         axis = best_axis(mask)
         encode_positions(mask, axis, enc_pos)
         encode_symbols(index[mask] if axis == 0 else index.T[mask.T], alphabet, enc_val)  # in coded order

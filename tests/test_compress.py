@@ -79,39 +79,56 @@ def _range(params: Params, quantizer: str, bits: int) -> Params:
     return replace(params, compress=replace(params.compress, coder="range", quantizer=quantizer, bits=bits))
 
 
-def _inference_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], prefixes: list[str]) -> None:
-    """b applies a's biases and batch norms up to float16 rounding: each batch norm's scale
-    weight / sqrt(var + eps) and shift bias - mean * scale, and every other bias."""
-    def folded(s: dict[str, torch.Tensor], p: str) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = s[f"{p}.weight"].double() / torch.sqrt(s[f"{p}.running_var"].double() + 1e-5)
-        return scale, s[f"{p}.bias"].double() - s[f"{p}.running_mean"].double() * scale
+def _effective(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What inference applies, in float64: each conv weight times the per-channel scale weight / sqrt(var +
+    eps) of the batch norm right after it, every other conv and linear weight, each batch norm's shift
+    bias - mean * scale, and every other bias. Two models with the same effective tensors compute the same."""
+    state = {k: v.double() for k, v in model.state_dict().items()}
+    out = {}
+    for prefix, seq in model.named_modules():
+        if not isinstance(seq, torch.nn.Sequential):
+            continue
+        kids = [(f"{prefix}.{n}", m) for n, m in seq.named_children()]
+        for i, (name, m) in enumerate(kids):
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                out[f"{name}.weight"] = state[f"{name}.weight"]
+                if m.bias is not None:
+                    out[f"{name}.bias"] = state[f"{name}.bias"]
+            if isinstance(m, torch.nn.BatchNorm2d):
+                scale = state[f"{name}.weight"] / torch.sqrt(state[f"{name}.running_var"] + m.eps)
+                out[f"{name}.shift"] = state[f"{name}.bias"] - state[f"{name}.running_mean"] * scale
+                conv = kids[i - 1][0] if i and isinstance(kids[i - 1][1], torch.nn.Conv2d) else None
+                if conv is None:
+                    out[f"{name}.scale"] = scale
+                else:  # the range format multiplies the scale into the conv's weights
+                    out[f"{conv}.weight"] = out[f"{conv}.weight"] * scale.view(-1, 1, 1, 1)
+    return out
 
-    for p in prefixes:
-        for x, y in zip(folded(a, p), folded(b, p), strict=True):
-            assert torch.allclose(x, y, rtol=2e-3, atol=1e-6), p
+
+def _inference_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """b applies a's biases and batch-norm shifts (and scales, where no conv carries them) up to float16
+    rounding."""
     for name in a:
-        if name.endswith(".bias") and name.rpartition(".")[0] not in prefixes:
-            assert torch.allclose(a[name], b[name], rtol=1e-3, atol=1e-6), name
-
-
-def _norms(model: torch.nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        if not name.endswith(".weight"):
+            assert torch.allclose(a[name], b[name], rtol=2e-3, atol=1e-6), name
 
 
 def test_range_coded_uniform_decodes_to_what_the_lzma_file_does(tiny_params: Params, pruned: Path,
                                                                 tmp_path: Path) -> None:
-    """Same quantizer, another coder: the same zeros, the same weights up to the float16 row scales, the same
-    biases and batch norms up to float16; the parts add up to the file."""
+    """Same quantizer, another coder: the same zeros, the same effective weights (each conv's times its batch
+    norm's scale) up to the float16 row scales, the same biases and batch-norm shifts up to float16; the parts
+    add up to the file."""
     lzma_data, _ = compress.run(tiny_params)
     data, report = compress.run(_range(tiny_params, "uniform", 8))
     assert data.startswith(compression.RANGE_MAGIC)
     (tmp_path / "m.bin").write_bytes(data)
     lzma_model = compression.decode(lzma_data)
-    a, b = lzma_model.state_dict(), forms.load_model(tmp_path / "m.bin").state_dict()
+    a, b = _effective(lzma_model), _effective(forms.load_model(tmp_path / "m.bin"))
     for name, _ in prunable(lzma_model):
         w, v = a[f"{name}.weight"], b[f"{name}.weight"]
+        # A scale below float16's normal range would make the tables float32: these are not.
         assert torch.equal(w == 0, v == 0) and torch.allclose(w, v, rtol=1e-3, atol=0), name
-    _inference_equal(a, b, _norms(lzma_model))
+    _inference_equal(a, b)
     parts = sum(report[f"{k}_bits_per_nonzero"] for k in ("positions", "values", "other"))
     assert parts == pytest.approx(report["bits_per_nonzero"])
     assert report["bits_per_nonzero"] == pytest.approx(8 * len(data) / report["nonzero_weights"])
@@ -120,14 +137,14 @@ def test_range_coded_uniform_decodes_to_what_the_lzma_file_does(tiny_params: Par
 def test_kmeans_codebook_keeps_the_mask_and_shares_values(tiny_params: Params, pruned: Path) -> None:
     data, report = compress.run(_range(tiny_params, "kmeans", 3))
     model = load_checkpoint(pruned)[0]
-    original, rebuilt = model.state_dict(), compression.decode_range(data).state_dict()
-    for name, a in original.items():
-        b = rebuilt[name]
-        if name.endswith("weight") and a.dim() > 1:
-            assert torch.equal(a == 0, b == 0), name
-            assert len(torch.unique(b[b != 0])) <= 8, name
-            assert float((a - b).abs().max()) < float(a.abs().max()) / 2, name
-    _inference_equal(original, rebuilt, _norms(model))
+    rebuilt = compression.decode_range(data)
+    original, decoded = _effective(model), _effective(rebuilt)
+    for name, _ in prunable(model):
+        a, b = original[f"{name}.weight"], decoded[f"{name}.weight"]
+        assert torch.equal(a == 0, b == 0), name
+        assert len(torch.unique(dict(rebuilt.named_modules())[name].weight.detach())) <= 8 + 1, name
+        assert float((a - b).abs().max()) < float(a.abs().max()) / 2, name
+    _inference_equal(original, decoded)
     # At most 3 bits an index (range-coded with the histogram), plus 8 float16 centroids a layer and its
     # histogram in the stream, 7 counts of at most log2(nonzero + 1) bits.
     nonzero, layers = report["nonzero_weights"], 5
@@ -189,3 +206,24 @@ def test_damaged_range_file_is_refused(tiny_params: Params, pruned: Path, tmp_pa
     (tmp_path / "cut.bin").write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match="cut.bin"):
         forms.load_model(tmp_path / "cut.bin")
+
+
+def test_batch_norm_scales_ride_in_the_conv_weights() -> None:
+    """Random batch-norm statistics, negative scales among them: the decoded model's batch norms scale by 1,
+    its convs carry the scales, and it computes what the model did (8-bit rows: within a few percent)."""
+    torch.manual_seed(1)
+    model = build_model([4, 8], [16]).eval()
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand_like(t) + 0.5 if "running_var" in name else torch.randn_like(t))
+    data, parts = compression.encode_range(model, 8, "uniform")
+    rebuilt = compression.decode_range(data).eval()
+    norms = [m for m in rebuilt.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2 and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    x = torch.rand(64, 1, 28, 28)
+    with torch.no_grad():
+        y, z = model(x), rebuilt(x)
+    assert float((y - z).abs().max()) < 0.05 * float(y.abs().max())
+    # The dense part: each batch norm's shift (4 + 8) and the linear biases (16 + 10), two bytes each.
+    assert len(compression.range_parts(model, 8, "uniform")["dense"]) == 2 * (4 + 8 + 16 + 10)
