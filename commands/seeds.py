@@ -28,7 +28,7 @@ import yaml
 from torch import nn
 
 from bignn import paths, recipes
-from bignn.compression import compress_model, decode_file
+from bignn.compression import RANGE_MAGIC, compress_model, decode_file
 from bignn.config import Params, load_params, params_from_dict
 from bignn.data import Split, split_of
 from bignn.io import load_checkpoint, write_json
@@ -36,7 +36,7 @@ from bignn.metrics import machine_metrics
 from bignn.pruning.unstructured import prune_model
 from bignn.runtime import cli, resolve_device, seeded, setup, use_device
 from bignn.training import score
-from commands import cluster
+from commands import cluster, filebytes
 from commands.params import compose
 
 Data = tuple[Split, Split]
@@ -57,9 +57,9 @@ def _pruned(p: Params, data: Data) -> nn.Module:
     return model
 
 
-def _compressed(p: Params, data: Data) -> tuple[nn.Module, int]:
+def _compressed(p: Params, data: Data) -> tuple[nn.Module, bytes]:
     blob = compress_model(p.compress, _pruned(p, data), paths.DENSE_MODEL.stat().st_size, 1)[0]
-    return decode_file(blob), len(blob)
+    return decode_file(blob), blob
 
 
 def _channel(p: Params, data: Data) -> nn.Module:
@@ -69,23 +69,23 @@ def _channel(p: Params, data: Data) -> nn.Module:
     return model
 
 
-def _combined(p: Params, data: Data) -> tuple[nn.Module, int]:
+def _combined(p: Params, data: Data) -> tuple[nn.Module, bytes]:
     source = {"channel": paths.CHANNEL_MODEL, "student": paths.STUDENT_MODEL}[p.combine.source]
     gen = seeded(p.combine.seed)
     model = load_checkpoint(source)[0]
     prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
     blob = compress_model(p.compress, model, paths.DENSE_MODEL.stat().st_size, source.stat().st_size)[0]
-    return decode_file(blob), len(blob)
+    return decode_file(blob), blob
 
 
-def _smallest(p: Params, data: Data) -> tuple[nn.Module, int]:
+def _smallest(p: Params, data: Data) -> tuple[nn.Module, bytes]:
     """The student trained from its seed here (not the committed one: it may have seen a held-out split), then
     pruned and compressed as the combine stage does with `combine.source: student`."""
     model = _student(p, data)
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     prune_model(model, p.combine, p.train, *data, seeded(p.combine.seed), device=_device(p))
     blob = compress_model(p.compress, model, paths.DENSE_MODEL.stat().st_size, size)[0]
-    return decode_file(blob), len(blob)
+    return decode_file(blob), blob
 
 
 def _student(p: Params, data: Data) -> nn.Module:
@@ -95,8 +95,9 @@ def _student(p: Params, data: Data) -> nn.Module:
 
 
 # model name -> (the params keys that seed it, comma-separated, what trains it). The compressed forms also give
-# their file's size in bytes, the number a size target is about; they are scored as evaluate scores them, decoded.
-MODELS: dict[str, tuple[str, Callable[[Params, Data], nn.Module | tuple[nn.Module, int]]]] = {
+# their file's bytes: its size is the number a size target is about (and, range-coded, its parts'); they are
+# scored as evaluate scores them, decoded.
+MODELS: dict[str, tuple[str, Callable[[Params, Data], nn.Module | tuple[nn.Module, bytes]]]] = {
     "dense": ("seed", _dense), "pruned": ("prune.seed", _pruned), "compressed": ("prune.seed", _compressed),
     "channel": ("channel.seed", _channel), "combined": ("combine.seed", _combined),
     "student": ("distill.seed", _student), "smallest": ("distill.seed,combine.seed", _smallest),
@@ -138,6 +139,12 @@ def holdout_split(train: Split, holdout: int) -> Data:
     return (Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:]))
 
 
+def file_size(blob: bytes) -> dict[str, Any]:
+    """A compressed file's bytes, and a range-coded one's by part (magic, header, positions, values, tables,
+    dense: commands.filebytes)."""
+    return {"bytes": len(blob), **({"parts": filebytes.report(blob)["parts"]} if blob.startswith(RANGE_MAGIC) else {})}
+
+
 def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0) -> list[dict[str, Any]]:
     """One row per seed: the seed, the accuracy (%) on the test set (or, with `holdout`, on the last `holdout`
     training images, which the run then trains without) and the seconds it took."""
@@ -151,11 +158,11 @@ def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0)
         train = split_of(params.data, train=True)
         data = holdout_split(train, holdout) if holdout else (train, split_of(params.data, train=False))
         made = make(params, data)
-        trained, size = made if isinstance(made, tuple) else (made, None)
+        trained, blob = made if isinstance(made, tuple) else (made, None)
         test = data[1]
         rows.append({"seed": seed, "accuracy": score(trained, test)["accuracy"],
-                     "seconds": time.perf_counter() - t0, **({} if size is None else {"bytes": size})})
-        in_bytes = "" if size is None else f", {size:,} B"
+                     "seconds": time.perf_counter() - t0, **({} if blob is None else file_size(blob))})
+        in_bytes = "" if blob is None else f", {len(blob):,} B"
         print(f"{model} {key}={seed}: {rows[-1]['accuracy']:.2f}%{in_bytes} ({rows[-1]['seconds']:.0f} s)",
               flush=True)
     return rows

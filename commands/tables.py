@@ -242,6 +242,24 @@ def smallest_presets(metrics: Path) -> str:
     return "\n".join(lines)
 
 
+FILE_PARTS = ("magic", "header", "positions", "values", "tables", "dense")
+
+
+def smallest_bytes(metrics: Path) -> str:
+    """What each byte of each preset's file holds (range format, bignn/compression.py): the mean over its seeds
+    of every part, as `python -m commands filebytes` splits a file."""
+    lines = [_row("preset", [*FILE_PARTS, "file"]), _row("---", ["---"] * (len(FILE_PARTS) + 1))]
+    for preset in SIZE_GOALS:
+        path = metrics / paths.SEEDS_DIR.name / f"smallest-{preset}.json"
+        runs = _json(path)["runs"] if path.exists() else []
+        if not runs or not all("parts" in r for r in runs):
+            continue
+        mean = {p: sum(r["parts"][p] for r in runs) / len(runs) for p in FILE_PARTS}
+        lines.append(_row(f"`{preset}`", [*(f"{mean[p]:,.0f}" for p in FILE_PARTS),
+                                          f"{sum(r['bytes'] for r in runs) / len(runs):,.0f}"]))
+    return "\n".join(lines)
+
+
 CLUSTER_RUNS = {"queue": "DVC queue (`--runner queue`)", "dask": "Dask LocalCluster (the default)",
                 "dask-again": "the same Dask sweep again (every task finds its result pushed)"}
 
@@ -301,6 +319,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "layers_smallest": lambda m: frontier_layers(m, ("s16", "s8")),
     "layers_sparse": lambda m: frontier_layers(m, ("p99", "p995")),
     "distill_study": distill_study, "cluster": cluster, "smallest_presets": smallest_presets,
+    "smallest_bytes": smallest_bytes,
 }
 BLOCK = re.compile(r"(<!-- begin (\w+) -->\n)(.*?)(<!-- end \2 -->)", re.S)
 

@@ -79,12 +79,17 @@ def test_holdout_trains_without_the_last_images_and_scores_on_them(synthetic_roo
 def test_the_smallest_chain_trains_the_student_then_prunes_and_codes_it(synthetic_root: Path, in_tmp: Path,
                                                                         ) -> None:
     """`smallest`: a student from its seed (no committed file needed) pruned to combine.amount and coded; the
-    score is the decoded file's, and its bytes are reported."""
+    score is the decoded file's, and its bytes are reported, part by part."""
     (in_tmp / "models").mkdir()
     (in_tmp / "models" / "dense.pth").write_bytes(b"x" * 1000)  # only its size is read (the x-smaller ratio)
     raw = tiny_dict(data={"root": str(synthetic_root), "verify": False},
                     distill={"alpha": 0.0, "student": {"conv_channels": [4, 8], "hidden": [], "dropout": 0.0}},
-                    combine={"amount": 0.5, "finetune_epochs": 1, "source": "student"})
+                    combine={"amount": 0.5, "finetune_epochs": 1, "source": "student"},
+                    compress={"coder": "range", "quantizer": "kmeans", "bits": 4})
     rows = seeds.run("smallest", [0], raw, holdout=500)
     # conv 4, 8 with no hidden layer: 4,278 parameters, 17,112 bytes in float32
     assert rows[0]["accuracy"] > 50 and 0 < rows[0]["bytes"] < 17_112 / 2
+    # The range-coded file by part, adding up to its bytes.
+    parts = rows[0]["parts"]
+    assert list(parts) == ["magic", "header", "positions", "values", "tables", "dense"]
+    assert sum(parts.values()) == rows[0]["bytes"] and parts["tables"] == 3 * 16 * 2

@@ -93,6 +93,22 @@ def test_the_smallest_presets_table_says_whether_each_goal_is_met(tmp_path: Path
     assert "| no |" in next(line for line in tables.smallest_presets(metrics).splitlines() if "`kb8`" in line)
 
 
+def test_the_file_bytes_table_is_each_parts_mean_over_the_seeds(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    shutil.copytree(ROOT / "metrics", metrics)
+    parts = [dict(zip(tables.FILE_PARTS, (15, 20, 800 + s, 900, 128, 150 + 2 * s), strict=True)) for s in range(3)]
+    runs = [{"seed": s, "accuracy": 99.0, "bytes": sum(p.values()), "seconds": 1.0, "parts": p}
+            for s, p in enumerate(parts)]
+    (metrics / "seeds" / "smallest-kb2.json").write_text(json.dumps({"runs": runs, "mean": 99.0, "std": 0.0}))
+    row = next(line for line in tables.smallest_bytes(metrics).splitlines() if line.startswith("| `kb2`"))
+    assert row == "| `kb2` | 15 | 20 | 801 | 900 | 128 | 152 | 2,016 |"
+    # A preset whose runs predate the parts has no row rather than a wrong one.
+    kb8 = json.loads((metrics / "seeds" / "smallest-kb8.json").read_text())
+    (metrics / "seeds" / "smallest-kb8.json").write_text(json.dumps({**kb8, "runs": [
+        {k: v for k, v in r.items() if k != "parts"} for r in kb8["runs"]]}))
+    assert "`kb8`" not in tables.smallest_bytes(metrics)
+
+
 def test_the_cluster_table_compares_each_runner_with_the_queue(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics"
     shutil.copytree(ROOT / "metrics", metrics)
