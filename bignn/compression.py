@@ -10,9 +10,9 @@ Deep Compression (Han et al. 2016) in two forms, both told apart by their first 
   header of a few varints; each batch norm's per-channel scale multiplied into the conv weights before it
   (BN(conv_W(x)) = conv_{scale W}(x) + shift), so only its shift is stored; shifts, biases and codebooks in
   float16. No container, no lengths but the two streams': a 2 KB model's file is 22% smaller than in
-  SPARSE-4, which kept counts, histograms and a JSON header in an lzma container and each scale apart. (SPARSE-3 built its gap
-  models from numpy's power, which differs in the last bit on CPUs with AVX-512: see entropy.py.) Files of
-  earlier range formats are refused with what to run.
+  SPARSE-4, which kept counts, histograms and a JSON header in an lzma container and each scale apart.
+  (SPARSE-3 built its gap models from numpy's power, which differs in the last bit on CPUs with AVX-512: see
+  entropy.py.) Files of earlier range formats are refused with what to run.
 In the lzma form every other tensor (biases, batch-norm statistics) is stored exactly, as float32.
 
 Neither file holds a pickle: a header (JSON in the lzma form) says how to rebuild each tensor, so loading
