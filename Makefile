@@ -35,8 +35,9 @@ EXP_COLUMNS := Experiment|State|prune\.(amount|seed|finetune_epochs)|channel\.am
 exps: install
 	$(RUN) dvc exp show --md --drop '.*' --keep '$(EXP_COLUMNS)'
 
-# Every method at three sizes, and the presets (p99 p995 s16 s8), three seeds each as queued DVC experiments
-# (after `make repro`; 21 experiments): metrics/frontier_sweep.csv, metrics/frontier.png, the best per level.
+# Every method at three sizes, and the presets (p99 p995 s16 s8 kb8 kb4 kb2), three seeds each as DVC experiments
+# (after `make repro`; 30 experiments, Dask tasks): metrics/frontier_sweep.csv, metrics/frontier.png, the best
+# per level.
 frontier: install
 	$(RUN) $(PY) -m commands frontier
 

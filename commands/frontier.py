@@ -111,6 +111,7 @@ GROUPS: dict[str, Group] = {
     # The global presets train their own student: its seed varies with the pruning's.
     "kb8": Group({"combine": "kb8"}, ("distill.seed", "combine.seed"), SMALLEST, "kb8"),
     "kb4": Group({"combine": "kb4"}, ("distill.seed", "combine.seed"), SMALLEST, "kb4"),
+    "kb2": Group({"combine": "kb2"}, ("distill.seed", "combine.seed"), SMALLEST, "kb2"),
 }
 SEEDS = (0, 1, 2)
 FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV

@@ -81,13 +81,17 @@ def test_combine_presets_start_from_the_student_and_change_only_combine() -> Non
     assert _composed("combine=s8", "combine.seed=2")["combine"] == {**s8["combine"], "seed": 2}
 
 
-@pytest.mark.parametrize(("preset", "conv", "epochs"), [("kb8", [16, 32, 64], 6), ("kb4", [12, 24, 48], 10)])
-def test_the_global_presets_set_their_student_and_the_rest_of_s8(preset: str, conv: list[int], epochs: int) -> None:
-    """kb8, kb4 (`# @package _global_`): the student's shape and epochs in distill, s8's combine recipe with
-    their own amount; nothing else moves, and one key still overrides them."""
+@pytest.mark.parametrize(("preset", "conv", "epochs", "own"), [
+    ("kb8", [16, 32, 64], 6, {"amount", "finetune_epochs"}), ("kb4", [12, 24, 48], 10, {"amount", "finetune_epochs"}),
+    ("kb2", [8, 16, 32], 10, {"amount", "augment"})])
+def test_the_global_presets_set_their_student_and_the_rest_of_s8(preset: str, conv: list[int], epochs: int,
+                                                                   own: set[str]) -> None:
+    """kb8, kb4, kb2 (`# @package _global_`): the student's shape and epochs in distill, s8's combine recipe
+    with their own amount and fine-tune epochs or augmentation; nothing else moves, and one key still overrides
+    them."""
     default, s8, kb = _composed(), _composed("combine=s8"), _composed(f"combine={preset}")
     assert {k for k in default if default[k] != kb[k]} == {"combine", "distill"}
-    assert {k for k in s8["combine"] if s8["combine"][k] != kb["combine"][k]} == {"amount", "finetune_epochs"}
+    assert {k for k in s8["combine"] if s8["combine"][k] != kb["combine"][k]} == own
     assert kb["distill"] == {**default["distill"], "epochs": epochs,
                              "student": {"conv_channels": conv, "hidden": [], "dropout": 0.0}}
     assert _composed(f"combine={preset}", "distill.seed=2")["distill"]["seed"] == 2
@@ -95,7 +99,8 @@ def test_the_global_presets_set_their_student_and_the_rest_of_s8(preset: str, co
 
 def test_every_preset_is_a_valid_config() -> None:
     groups = params.presets(CONF)
-    assert groups["prune"] == ["default", "p99", "p995"] and groups["combine"] == ["default", "kb4", "kb8", "s16", "s8"]
+    assert groups["prune"] == ["default", "p99", "p995"]
+    assert groups["combine"] == ["default", "kb2", "kb4", "kb8", "s16", "s8"]
     for group, names in groups.items():
         for name in names:
             params_from_dict(_composed(f"{group}={name}"))
