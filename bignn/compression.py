@@ -394,8 +394,12 @@ def encode_range(model: BigCNN, bits: int, quantizer: str) -> tuple[bytes, dict[
     return data, {**sizes, "other": len(data) - sum(sizes.values())}
 
 
-def read_range_parts(data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The header (read) and every part's bytes (RANGE_PARTS) of a range-coded file."""
+def _table_dtype(header: dict[str, Any]) -> np.dtype:
+    return _F32 if header["tables"] == "f4" else _F16
+
+
+def _read_range(data: bytes) -> tuple[dict[str, Any], dict[str, bytes], BigCNN]:
+    """The header (read), every part's bytes (RANGE_PARTS) and the fresh model the header builds."""
     if not data.startswith(RANGE_MAGIC):
         raise ValueError("not a range-coded model of this version (BIGNN-SPARSE-5)")
     r = _Reader(data)
@@ -405,20 +409,23 @@ def read_range_parts(data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
     parts["positions"] = r.take(4 * header["words"][0], "positions")
     parts["values"] = r.take(4 * header["words"][1], "values")
     model = build_model(**header["model_args"])
-    entry = _F32 if header["tables"] == "f4" else _F16
     entries = sum(_table_shape(m.weight.shape[0], header["bits"], header["quantizer"])[0] for _, m in prunable(model))
-    parts["tables"] = r.take(entry.itemsize * entries, "tables")
+    parts["tables"] = r.take(_table_dtype(header).itemsize * entries, "tables")
     parts["dense"] = bytes(r.data[r.at:])  # _restore_dense checks its length against the model
-    return header, parts
+    return header, parts, model
+
+
+def read_range_parts(data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The header (read) and every part's bytes (RANGE_PARTS) of a range-coded file."""
+    return _read_range(data)[:2]
 
 
 def decode_range(data: bytes) -> BigCNN:
-    header, parts = read_range_parts(data)
-    table_dtype = _F32 if header["tables"] == "f4" else _F16
+    header, parts, model = _read_range(data)
+    table_dtype = _table_dtype(header)
     dec_pos = Decoder(np.frombuffer(parts["positions"], "<u4").astype(np.uint32))
     dec_val = Decoder(np.frombuffer(parts["values"], "<u4").astype(np.uint32))
     bits, uniform = header["bits"], header["quantizer"] == "uniform"
-    model = build_model(**header["model_args"])
     state = model.state_dict()
     layers = prunable(model)
     if header["axes"] >> len(layers):
