@@ -42,10 +42,20 @@ class Int8Model(nn.Module):
 
 
 def _convert(float_model: BigCNN, calibration: torch.Tensor, batch_size: int) -> Int8Model:
+    torch.backends.quantized.engine = BACKEND
+    # FX tracing otherwise records and symbolizes a Python stack for every node: ~1.4 s per conversion, for
+    # debugging text that no saved byte holds.
+    emit, torch.fx.config.do_not_emit_stack_traces = torch.fx.config.do_not_emit_stack_traces, True
+    try:
+        return _traced(float_model, calibration, batch_size)
+    finally:
+        torch.fx.config.do_not_emit_stack_traces = emit
+
+
+def _traced(float_model: BigCNN, calibration: torch.Tensor, batch_size: int) -> Int8Model:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    torch.backends.quantized.engine = BACKEND
     with warnings.catch_warnings():
         # torch.ao.quantization warns on every call that it is moving to torchao (deprecations, observer
         # arguments); this FX API is what the pinned torch ships (docs/structured-int8.md).
