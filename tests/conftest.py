@@ -123,8 +123,21 @@ def _template_folder(config: pytest.Config) -> Path:
 
 
 # The modules that work in a copy of the session's tiny repo (the tiny_template fixture).
-END_TO_END = ("test_pipeline.py", "test_experiments.py", "test_queue.py", "test_channel_experiment.py",
+END_TO_END = ("test_pipeline.py", "test_queue.py", "test_channel_experiment.py",
               "test_cluster.py", "test_cluster_errors.py", "test_cluster_seeds.py")
+
+
+# The order pytest-xdist hands modules to its workers (pyproject.toml: --no-loadscope-reorder keeps it): the
+# longest end-to-end modules first, so that none of them starts last and runs alone on a half-idle machine (the
+# queue test did: 40 s at the end of the run), with a long unit module before them and two between them, which
+# the workers run while the session's tiny repo is built; the rest after, in file order.
+FIRST = ("test_stages.py", "test_queue.py", "test_cluster.py", "test_kernels.py", "test_config.py", "test_pipeline.py",
+         "test_channel_experiment.py", "test_cluster_seeds.py", "test_cluster_errors.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: each module's own order stays
 
 
 def _runs_end_to_end(config: pytest.Config) -> bool:

@@ -19,7 +19,8 @@ from commands import cluster, sweep
 from commands.cluster import Experiment, Result
 from tests.dvc_repo import sh, with_remotes
 
-GOOD = (0.3, 0.6, 0.9)
+# Two good sweep points and a bad one: three tasks for two workers, so one waits for a free worker.
+GOOD = (0.3, 0.9)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +43,9 @@ def _kill_a_busy_worker(client: object, killed: list[str], stop: threading.Event
 
 
 def test_three_experiments_on_two_workers_one_killed_one_bad(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three sweep points and one bad -S on a 2-worker LocalCluster, one worker killed mid-task: every result
+    """Two sweep points and one bad -S on a 2-worker LocalCluster, one worker killed mid-task: every result
     arrives once, each good experiment is pushed once, the bad one is one line naming its key, and the client's
-    `dvc exp show` lists the three with their metrics."""
+    `dvc exp show` lists the good ones with their metrics."""
     monkeypatch.chdir(repo)
     exps = [*sweep.grid(GOOD), Experiment("sweep-bad", ("prune.amount=1.5",))]
     remotes = cluster.resolve_remotes(None, None, local_ok=False)
@@ -66,15 +67,15 @@ def test_three_experiments_on_two_workers_one_killed_one_bad(repo: Path, monkeyp
     by_name: dict[str, Result] = {r.name: r for r in results}
     assert by_name["sweep-bad"].status == "failed"
     assert by_name["sweep-bad"].error.startswith("prune.amount must be a number in [0, 1), got 1.5")
-    assert all(by_name[e.name].status == "done" for e in exps[:3]), results
+    assert all(by_name[e.name].status == "done" for e in exps[:len(GOOD)]), results
     # No result came from the killed process; its task ran again elsewhere.
     assert not any(r.worker.endswith(f":{killed[0]}") for r in results)
     refs = sh(repo, "git", "ls-remote", remotes.git, "refs/exps/*").split()
     assert sorted(ref.rpartition("/")[2] for ref in refs if ref.startswith("refs/exps/")) == sorted(
-        e.name for e in exps[:3])
+        e.name for e in exps[:len(GOOD)])
     # The client pulled them: `dvc exp show` has each with its own metrics.
     shown = dict(sweep.experiments(json.loads(sh(repo, "dvc", "exp", "show", "--json"))))
-    for exp, amount in zip(exps[:3], GOOD, strict=True):
+    for exp, amount in zip(exps[:len(GOOD)], GOOD, strict=True):
         pruned = shown[exp.name]["metrics"]["metrics/pruned.json"]["data"]
         assert pruned["sparsity"] == pytest.approx(amount, abs=1e-3)
         assert shown[exp.name]["params"]["params.yaml"]["data"]["prune"]["amount"] == amount

@@ -169,16 +169,26 @@ def test_stage_command_with_bad_params_exits_1_with_one_line(tmp_path: Path, sta
     assert all(path.read_bytes() == b"previous output" for path in outputs)
 
 
-def test_stage_command_line_takes_help_and_refuses_anything_else(tmp_path: Path) -> None:
-    """`--help` describes the stage and runs nothing; a typo stops with usage (exit 2): no output is touched."""
+# runpy notes that this process imported the stage before (conftest): run again as __main__, as meant.
+@pytest.mark.filterwarnings("ignore:'stages.*found in sys.modules:RuntimeWarning")
+def test_stage_command_line_takes_help_and_refuses_anything_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`--help` describes the stage and runs nothing; a typo stops with usage (exit 2): no output is touched.
+    The first case through a real `python -m` process, the others in this one (as `python -m stages.<stage>`
+    runs the module: its __main__ block), each process importing torch for a second or two."""
     outputs = _previous_outputs(tmp_path)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    for stage, args, code in (("train", ["--help"], 0), ("prune", ["--epochs=3"], 2), ("export", ["--help"], 0),
-                              ("export", ["--ort-int9"], 2)):
-        res = subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=tmp_path, capture_output=True,
-                             text=True, env=env)
-        assert res.returncode == code, (stage, args, res.stderr[-500:])
-        assert f"usage: python -m stages {stage}" in res.stdout + res.stderr
+    res = subprocess.run([sys.executable, "-m", "stages.train", "--help"], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr[-500:]
+    assert "usage: python -m stages train" in res.stdout
+    monkeypatch.chdir(tmp_path)
+    for stage, args, code in (("prune", ["--epochs=3"], 2), ("export", ["--help"], 0), ("export", ["--ort-int9"], 2)):
+        monkeypatch.setattr(sys, "argv", [str(ROOT / "stages" / f"{stage}.py"), *args])
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_module(f"stages.{stage}", run_name="__main__")
+        printed = capsys.readouterr()
+        assert exit_info.value.code == code, (stage, args, printed.err[-500:])
+        assert f"usage: python -m stages {stage}" in printed.out + printed.err
     assert all(path.read_bytes() == b"previous output" for path in outputs)
     assert not (tmp_path / "models" / "dense.onnx").exists()
 

