@@ -144,12 +144,16 @@ class PruneConfig(FinetuneConfig):
 @dataclass(frozen=True)
 class CombineConfig(PruneConfig):
     source: str
+    codebook_epochs: int
+    codebook_lr: float
 
     SOURCES = ("channel", "student")
 
     def validate(self, p: str) -> None:
         super().validate(p)
         _require(self.source in self.SOURCES, f"{p}.source", f"one of {list(self.SOURCES)}", self.source)
+        _require(self.codebook_epochs >= 0, f"{p}.codebook_epochs", "an integer >= 0", self.codebook_epochs)
+        _require(self.codebook_lr > 0, f"{p}.codebook_lr", "a number > 0", self.codebook_lr)
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,10 @@ class Params:
         _require(1 <= self.threads <= 256, "threads", "an integer in [1, 256]", self.threads)
         _require(self.kernels in KERNEL_MODES, "kernels", "portable, baseline or native", self.kernels)
         _require(self.device in DEVICES, "device", f"one of {list(DEVICES)}", self.device)
+        trained = self.combine.codebook_epochs == 0 or (self.compress.quantizer, self.compress.coder) == (
+            "kmeans", "range")
+        _require(trained, "combine.codebook_epochs", "0 unless compress.quantizer is kmeans and compress.coder "
+                 "range (it trains a range file's k-means values)", self.combine.codebook_epochs)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

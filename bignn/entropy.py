@@ -178,6 +178,12 @@ def kmeans_1d(values: np.ndarray, k: int, iters: int = 30) -> tuple[np.ndarray, 
     almost all of it in the 233-weight first conv, and the quantile start none (99.44% vs 99.41% unquantized).
     """
     v = values.astype(np.float64)
+    distinct = np.unique(v)
+    if 0 < len(distinct) <= k:
+        # Already k values or fewer (a decoded file whose shared values were trained: codebook.py): those values
+        # exactly, the last repeated where fewer. Lloyd's from the quantiles could merge two of them.
+        centroids = np.concatenate([distinct, np.full(k - len(distinct), distinct[-1])]).astype(np.float32)
+        return centroids, np.searchsorted((centroids[1:] + centroids[:-1]) / 2, values.astype(np.float32))
     centroids = np.quantile(v, (np.arange(k) + 0.5) / k) if len(v) else np.zeros(k)
     for _ in range(iters):
         idx = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, v)

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from bignn.channels import kept_widths, prune_channels, widths
+from bignn.codebook import tune_codebooks
+from bignn.compression import compress_model, decode_file
 from bignn.config import DistillConfig, Params, TrainConfig
 from bignn.data import Split
 from bignn.live import EpochLogger
@@ -92,3 +94,21 @@ def train_student(params: Params, train: Split, test: Split, gen: torch.Generato
 
 
 __all__ = ["channel_prune", "dense_fit_spec", "prune_model", "teacher_loss", "train_dense", "train_student"]
+
+
+def combined_file(params: Params, model: nn.Module, dense_bytes: int, source_bytes: int, train: Split,
+                  gen: torch.Generator, device: torch.device = CPU) -> tuple[bytes, dict[str, Any]]:
+    """The combine stage's file of a pruned `model`: compressed as compress.* says, then, with
+    combine.codebook_epochs, the model that file decodes to with its shared values trained (bignn/codebook.py)
+    and compressed again. Returns compress_model's bytes and report."""
+    data, report = compress_model(params.compress, model, dense_bytes, source_bytes)
+    cfg = params.combine
+    if cfg.codebook_epochs == 0:
+        return data, report
+    decoded = decode_file(data)
+    t = params.train
+    spec = FitSpec(epochs=cfg.codebook_epochs, batch_size=cfg.batch_size, lr=cfg.codebook_lr, weight_decay=0.0,
+                   label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
+                   max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale, schedule="cosine")
+    tune_codebooks(decoded, spec, train, gen, device)
+    return compress_model(params.compress, decoded, dense_bytes, source_bytes)

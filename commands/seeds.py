@@ -74,7 +74,8 @@ def _combined(p: Params, data: Data) -> tuple[nn.Module, bytes]:
     gen = seeded(p.combine.seed)
     model = load_checkpoint(source)[0]
     prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
-    blob = compress_model(p.compress, model, paths.DENSE_MODEL.stat().st_size, source.stat().st_size)[0]
+    blob = recipes.combined_file(p, model, paths.DENSE_MODEL.stat().st_size, source.stat().st_size, data[0], gen,
+                                 _device(p))[0]
     return decode_file(blob), blob
 
 
@@ -83,8 +84,9 @@ def _smallest(p: Params, data: Data) -> tuple[nn.Module, bytes]:
     pruned and compressed as the combine stage does with `combine.source: student`."""
     model = _student(p, data)
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    prune_model(model, p.combine, p.train, *data, seeded(p.combine.seed), device=_device(p))
-    blob = compress_model(p.compress, model, paths.DENSE_MODEL.stat().st_size, size)[0]
+    gen = seeded(p.combine.seed)
+    prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
+    blob = recipes.combined_file(p, model, paths.DENSE_MODEL.stat().st_size, size, data[0], gen, _device(p))[0]
     return decode_file(blob), blob
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import torch
 
 from bignn import paths
-from bignn.compression import compress_model, summary
+from bignn.compression import summary
 from bignn.config import Params, load_params
 from bignn.data import split_of
 from bignn.io import atomic_write_bytes, load_checkpoint, write_json
 from bignn.live import EpochLogger, epoch_logger
 from bignn.pruning.unstructured import prune_model
+from bignn.recipes import combined_file
 from bignn.runtime import cli, seeded, setup, use_device
 from bignn.training import CPU
 
@@ -37,7 +38,8 @@ def run(params: Params, source_path: Path | None = None, dense_path: Path = path
     model, _ = load_checkpoint(source_path)
     train, test = split_of(params.data, train=True), split_of(params.data, train=False)
     report, _ = prune_model(model, cfg, params.train, train, test, gen, on_epoch, device)
-    data, size = compress_model(params.compress, model, dense_path.stat().st_size, source_path.stat().st_size)
+    data, size = combined_file(params, model, dense_path.stat().st_size, source_path.stat().st_size, train, gen,
+                               device)
     return data, {"global_sparsity": report["global_sparsity"], **size}
 
 
