@@ -2,7 +2,7 @@
 section 3.2).
 
 k-means gives each layer's kept weights 2^bits shared values, fitted to the weights and not to the loss: at
-conv [8, 16, 32] with 20% of its weights kept, 4-bit values cost 0.2 pt of held-out accuracy. Here the model
+conv [8, 16, 32] with 20% of its weights kept, 4-bit values cost up to 0.2 pt of held-out accuracy. Here the model
 a k-means file decodes to trains on: each layer's weight is its shared values looked up by the file's indices,
 so a step moves a shared value by the sum of its weights' gradients; which weights are kept and which value
 each takes stay as the file has them, and so do the batch norms' scales (1: the convs carry them, see

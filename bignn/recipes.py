@@ -93,9 +93,6 @@ def train_student(params: Params, train: Split, test: Split, gen: torch.Generato
     return student, history
 
 
-__all__ = ["channel_prune", "dense_fit_spec", "prune_model", "teacher_loss", "train_dense", "train_student"]
-
-
 def combined_file(params: Params, model: nn.Module, dense_bytes: int, source_bytes: int, train: Split,
                   gen: torch.Generator, device: torch.device = CPU) -> tuple[bytes, dict[str, Any]]:
     """The combine stage's file of a pruned `model`: compressed as compress.* says, then, with
@@ -112,3 +109,8 @@ def combined_file(params: Params, model: nn.Module, dense_bytes: int, source_byt
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale, schedule="cosine")
     tune_codebooks(decoded, spec, train, gen, device)
     return compress_model(params.compress, decoded, dense_bytes, source_bytes)
+
+
+__all__ = ["channel_prune", "combined_file", "dense_fit_spec", "prune_model", "teacher_loss", "train_dense",
+           "train_student"]
+
