@@ -51,16 +51,16 @@ class _Shift(nn.Module):
         return x + self.bias.view(1, -1, 1, 1)
 
 
-def _swap_norms(model: nn.Module, to_shift: bool) -> None:
-    for seq in model.modules():
+def _shift_norms(model: nn.Module) -> list[tuple[nn.Module, str, nn.BatchNorm2d]]:
+    """Each batch norm replaced by its _Shift; returns (parent, name, batch norm) to put them back."""
+    swapped = []
+    for seq in list(model.modules()):
         if isinstance(seq, nn.Sequential):
-            for name, child in seq.named_children():
-                if to_shift and isinstance(child, nn.BatchNorm2d):
-                    shift = _Shift(child)
-                    shift.norm = [child]  # the batch norm to put back (a list: not a submodule)
-                    setattr(seq, name, shift)
-                elif not to_shift and isinstance(child, _Shift):
-                    setattr(seq, name, child.norm[0])
+            for name, child in list(seq.named_children()):
+                if isinstance(child, nn.BatchNorm2d):
+                    setattr(seq, name, _Shift(child))
+                    swapped.append((seq, name, child))
+    return swapped
 
 
 def _folded(model: nn.Module) -> bool:
@@ -84,11 +84,12 @@ def tune_codebooks(model: nn.Module, spec: FitSpec, train: Split, gen: torch.Gen
     dropouts = {m: m.p for m in model.modules() if isinstance(m, nn.Dropout)}
     for m in dropouts:
         m.p = 0.0  # as the fine-tunes before it: the file's values are for evaluation, which never drops
-    _swap_norms(model, to_shift=True)
+    swapped = _shift_norms(model)
     try:
         history = fit(model, train, None, spec, gen, desc="codebook", device=device)
     finally:
-        _swap_norms(model, to_shift=False)
+        for seq, name, norm in swapped:
+            setattr(seq, name, norm)
         for m, p in dropouts.items():
             m.p = p
         for m in layers:
