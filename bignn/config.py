@@ -123,6 +123,8 @@ class PruneConfig(FinetuneConfig):
     min_density_ends: float
     regrow: float
     regrow_every: int
+    distill_alpha: float
+    distill_temperature: float
 
     METHODS = ("global_l1", "layer_l1", "erk_l1", "random")
 
@@ -139,6 +141,9 @@ class PruneConfig(FinetuneConfig):
                  self.regrow_every)
         _require(self.regrow == 0 or self.finetune_epochs > 0, f"{p}.regrow",
                  f"0 when {p}.finetune_epochs is 0 (regrowth happens while fine-tuning)", self.regrow)
+        _require(0 <= self.distill_alpha <= 1, f"{p}.distill_alpha", "a number in [0, 1]", self.distill_alpha)
+        _require(self.distill_temperature > 0, f"{p}.distill_temperature", "a number > 0",
+                 self.distill_temperature)
 
 
 @dataclass(frozen=True)

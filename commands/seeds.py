@@ -17,6 +17,7 @@ needs three seeds or more.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -40,36 +41,38 @@ from commands import cluster, filebytes
 from commands.params import compose
 
 Data = tuple[Split, Split]
+# A fresh copy of the dense model that pruned, compressed and channel runs start from.
+Base = Callable[[], nn.Module]
 
 
 def _device(p: Params) -> torch.device:
     return resolve_device(p.device)  # main() has set it up (use_device); one device for every seed
 
 
-def _dense(p: Params, data: Data) -> nn.Module:
+def _dense(p: Params, data: Data, _base: Base) -> nn.Module:
     return recipes.train_dense(p, *data, seeded(p.seed), device=_device(p))[0]
 
 
-def _pruned(p: Params, data: Data) -> nn.Module:
+def _pruned(p: Params, data: Data, base: Base) -> nn.Module:
     gen = seeded(p.prune.seed)
-    model = load_checkpoint(paths.DENSE_MODEL)[0]
+    model = base()
     prune_model(model, p.prune, p.train, *data, gen, device=_device(p))
     return model
 
 
-def _compressed(p: Params, data: Data) -> tuple[nn.Module, bytes]:
-    blob = compress_model(p.compress, _pruned(p, data), paths.DENSE_MODEL.stat().st_size, 1)[0]
+def _compressed(p: Params, data: Data, base: Base) -> tuple[nn.Module, bytes]:
+    blob = compress_model(p.compress, _pruned(p, data, base), paths.DENSE_MODEL.stat().st_size, 1)[0]
     return decode_file(blob), blob
 
 
-def _channel(p: Params, data: Data) -> nn.Module:
+def _channel(p: Params, data: Data, base: Base) -> nn.Module:
     gen = seeded(p.channel.seed)
-    model = load_checkpoint(paths.DENSE_MODEL)[0]
+    model = base()
     recipes.channel_prune(model, p, *data, gen, device=_device(p))
     return model
 
 
-def _combined(p: Params, data: Data) -> tuple[nn.Module, bytes]:
+def _combined(p: Params, data: Data, _base: Base) -> tuple[nn.Module, bytes]:
     source = {"channel": paths.CHANNEL_MODEL, "student": paths.STUDENT_MODEL}[p.combine.source]
     gen = seeded(p.combine.seed)
     model = load_checkpoint(source)[0]
@@ -79,10 +82,10 @@ def _combined(p: Params, data: Data) -> tuple[nn.Module, bytes]:
     return decode_file(blob), blob
 
 
-def _smallest(p: Params, data: Data) -> tuple[nn.Module, bytes]:
+def _smallest(p: Params, data: Data, _base: Base) -> tuple[nn.Module, bytes]:
     """The student trained from its seed here (not the committed one: it may have seen a held-out split), then
     pruned and compressed as the combine stage does with `combine.source: student`."""
-    model = _student(p, data)
+    model = _student(p, data, _base)
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     gen = seeded(p.combine.seed)
     prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
@@ -90,7 +93,7 @@ def _smallest(p: Params, data: Data) -> tuple[nn.Module, bytes]:
     return decode_file(blob), blob
 
 
-def _student(p: Params, data: Data) -> nn.Module:
+def _student(p: Params, data: Data, _base: Base) -> nn.Module:
     # models/student.pth: distilled only where distill.alpha > 0 (opt-in), else the student alone.
     teacher = load_checkpoint(paths.DENSE_MODEL)[0] if p.distill.alpha > 0 else None
     return recipes.train_student(p, *data, seeded(p.distill.seed), teacher, device=_device(p))[0]
@@ -99,7 +102,7 @@ def _student(p: Params, data: Data) -> nn.Module:
 # model name -> (the params keys that seed it, comma-separated, what trains it). The compressed forms also give
 # their file's bytes: its size is the number a size target is about (and, range-coded, its parts'); they are
 # scored as evaluate scores them, decoded.
-MODELS: dict[str, tuple[str, Callable[[Params, Data], nn.Module | tuple[nn.Module, bytes]]]] = {
+MODELS: dict[str, tuple[str, Callable[[Params, Data, Base], nn.Module | tuple[nn.Module, bytes]]]] = {
     "dense": ("seed", _dense), "pruned": ("prune.seed", _pruned), "compressed": ("prune.seed", _compressed),
     "channel": ("channel.seed", _channel), "combined": ("combine.seed", _combined),
     "student": ("distill.seed", _student), "smallest": ("distill.seed,combine.seed", _smallest),
@@ -141,6 +144,22 @@ def holdout_split(train: Split, holdout: int) -> Data:
     return (Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:]))
 
 
+def dense_base(params: Params, data: Data, holdout: int) -> Base:
+    """What pruned, compressed and channel runs start from: the committed dense model, or with `holdout` one
+    trained here once (on first use, seed `seed`) without the held-out images, which the committed model has
+    seen: a recipe is then judged on images its starting point never trained on."""
+    if not holdout:
+        return lambda: load_checkpoint(paths.DENSE_MODEL)[0]
+    trained: list[nn.Module] = []
+
+    def base() -> nn.Module:
+        if not trained:
+            trained.append(_dense(params, data, base))
+        return copy.deepcopy(trained[0])
+
+    return base
+
+
 def file_size(blob: bytes) -> dict[str, Any]:
     """A compressed file's bytes, and a range-coded one's by part (magic, header, positions, values, tables,
     dense: commands.filebytes)."""
@@ -149,17 +168,24 @@ def file_size(blob: bytes) -> dict[str, Any]:
 
 def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0) -> list[dict[str, Any]]:
     """One row per seed: the seed, the accuracy (%) on the test set (or, with `holdout`, on the last `holdout`
-    training images, which the run then trains without) and the seconds it took."""
+    training images, which the run then trains without, and so does the dense model a pruned, compressed or
+    channel run starts from: see dense_base) and the seconds it took (the first held-out seed's includes the
+    dense model's training)."""
     if model not in MODELS:
         raise ValueError(f"model: expected one of {sorted(MODELS)}, got {model!r}")
+    if holdout and model == "combined":
+        raise ValueError("--holdout: combined starts from the committed channel or student model, which has seen "
+                         "the held-out images; hold out with smallest (a student trained here) instead")
     key, make = MODELS[model]
     rows = []
+    base: Base | None = None
     for seed in seeds:
         params = params_from_dict(with_overrides(raw, [f"{k}={seed}" for k in key.split(",")]))
         t0 = time.perf_counter()
         train = split_of(params.data, train=True)
         data = holdout_split(train, holdout) if holdout else (train, split_of(params.data, train=False))
-        made = make(params, data)
+        base = base or dense_base(params, data, holdout)  # one held-out dense model serves every seed
+        made = make(params, data, base)
         trained, blob = made if isinstance(made, tuple) else (made, None)
         test = data[1]
         rows.append({"seed": seed, "accuracy": score(trained, test)["accuracy"],

@@ -45,6 +45,8 @@ def test_tiny_params_build() -> None:
     ("channel", "augment", 2, "channel.augment"),
     ("prune", "regrow", 1.0, "prune.regrow"),
     ("prune", "regrow_every", 0, "prune.regrow_every"),
+    ("prune", "distill_alpha", 1.5, "prune.distill_alpha"),
+    ("combine", "distill_temperature", 0, "combine.distill_temperature"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),
     ("compress", "coder", "zip", "compress.coder"),
     ("compress", "quantizer", "kmeans", "compress.quantizer"),

@@ -13,7 +13,8 @@ from bignn.config import Params, replace
 from bignn.data import load_split
 from bignn.io import save_checkpoint
 from bignn.model import build_model, count_params
-from bignn.training import as_input, distillation_loss
+from bignn.pruning import unstructured
+from bignn.training import CPU, as_input, distillation_loss
 from stages import distill, train
 
 
@@ -89,3 +90,31 @@ def test_cached_soft_targets_are_the_teachers_outputs_on_the_plain_images(tiny_p
     warped = plain.flip(-1)
     assert torch.equal(losses["cached"](logits, warped, labels, idx), cached)
     assert losses["live"](logits, warped, labels, idx).item() != pytest.approx(live.item(), rel=1e-4)
+
+
+def test_prune_self_distillation_targets_the_unpruned_models_own_logits(tiny_params: Params,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """prune.distill_alpha: the fine-tune's loss pulls toward the model's logits from before the first prune step
+    (zero for the unpruned model itself at alpha 1, above zero once weights go); at 0 training's loss stays."""
+    torch.manual_seed(0)
+    model = build_model([4, 8], [32])
+    with torch.no_grad():
+        model.classifier[-1].weight.mul_(50)  # untrained logits are nearly uniform: make its targets peaked
+    split = load_split(tiny_params.data.root, train=True, limit=300, verify=False)
+    cfg = replace(tiny_params.prune, distill_alpha=1.0, distill_temperature=2.0, finetune_epochs=1)
+    loss = unstructured._self_distillation(model, cfg, tiny_params.train, split, CPU)
+    idx = torch.arange(40, 104)
+    plain = as_input(split.images[idx])
+    with torch.no_grad():
+        model.eval()
+        assert loss(model(plain), plain, split.labels[idx], idx).item() == pytest.approx(0.0, abs=1e-5)
+        unstructured.global_l1(model.to(memory_format=torch.contiguous_format), 0.8)
+        assert loss(model(plain), plain, split.labels[idx], idx).item() > 0.01
+    assert unstructured._self_distillation(model, replace(cfg, distill_alpha=0.0), tiny_params.train, split,
+                                           CPU) is None
+    passed: list[object] = []
+    monkeypatch.setattr(unstructured, "gradual_fit", lambda *a: passed.append(a[-1]) or [])
+    for alpha in (0.5, 0.0):
+        unstructured.prune_model(build_model([4, 8], [32]), replace(cfg, distill_alpha=alpha), tiny_params.train,
+                                 split, split, torch.Generator().manual_seed(0))
+    assert callable(passed[0]) and passed[1] is None

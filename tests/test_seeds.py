@@ -28,7 +28,7 @@ def test_each_seed_runs_with_the_overrides(synthetic_root: Path, in_tmp: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Params] = []
 
-    def fake(params: Params, data: tuple) -> torch.nn.Module:
+    def fake(params: Params, data: tuple, base: object) -> torch.nn.Module:
         seen.append(params)
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
 
@@ -55,7 +55,7 @@ def test_holdout_trains_without_the_last_images_and_scores_on_them(synthetic_roo
     seen: list[tuple[int, int]] = []
     held: list[torch.Tensor] = []
 
-    def fake(params: Params, data: tuple) -> torch.nn.Module:
+    def fake(params: Params, data: tuple, base: object) -> torch.nn.Module:
         seen.append((len(data[0]), len(data[1])))
         held.append(data[1].images)
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
@@ -74,6 +74,36 @@ def test_holdout_trains_without_the_last_images_and_scores_on_them(synthetic_roo
     assert torch.equal(held[0], full.images[-300:])
     with pytest.raises(ValueError, match="--holdout must be between 1 and the 1999 training images, got 2000"):
         seeds.run("student", [0], raw, holdout=2000)
+
+
+def test_held_out_pruning_starts_from_a_dense_model_that_never_saw_those_images(
+        synthetic_root: Path, in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed dense model trained on every training image: a held-out pruned run starts instead from one
+    trained once here without the held-out images, a fresh copy for each seed; combined, which starts from a
+    committed channel or student model, refuses to hold out."""
+    trained: list[int] = []
+    starts: list[torch.nn.Module] = []
+    untouched: list[bool] = []
+
+    def dense(params: Params, data: tuple, base: object) -> torch.nn.Module:
+        trained.append(len(data[0]))
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+
+    def pruned(params: Params, data: tuple, base: seeds.Base) -> torch.nn.Module:
+        starts.append(base())
+        untouched.append(bool(starts[-1][1].weight.any()))
+        with torch.no_grad():
+            starts[-1][1].weight.zero_()  # what pruning does to its copy must not reach the next seed's
+        return starts[-1]
+
+    monkeypatch.setattr(seeds, "_dense", dense)
+    monkeypatch.setitem(seeds.MODELS, "pruned", ("prune.seed", pruned))
+    raw = tiny_dict(data={"root": str(synthetic_root), "verify": False})
+    seeds.run("pruned", [0, 1, 2], raw, holdout=300)
+    assert trained == [1700]
+    assert len({id(m) for m in starts}) == 3 and untouched == [True] * 3
+    with pytest.raises(ValueError, match="--holdout: combined starts from the committed"):
+        seeds.run("combined", [0], raw, holdout=300)
 
 
 def test_the_smallest_chain_trains_the_student_then_prunes_and_codes_it(synthetic_root: Path, in_tmp: Path,

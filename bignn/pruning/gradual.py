@@ -10,7 +10,7 @@ from torch import nn
 
 from bignn.config import FinetuneConfig, TrainConfig
 from bignn.data import Split
-from bignn.training import CPU, FitSpec, fit
+from bignn.training import CPU, FitSpec, LossFn, fit
 
 
 def cubic_schedule(amount: float, steps: int) -> list[float]:
@@ -36,11 +36,12 @@ def gradual_fit(model: nn.Module, cfg: FinetuneConfig, train_cfg: TrainConfig,
                 gen: torch.Generator, desc: str,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
                 every_step: Callable[[int, int], None] | None = None,
-                device: torch.device = CPU) -> list[dict[str, float]]:
+                device: torch.device = CPU, loss_fn: LossFn | None = None) -> list[dict[str, float]]:
     """Fine-tune `model` on the `train` split with cfg's keys (prune's, combine's or channel's), training's loss
     (train_cfg) and cfg.augment times training's augmentation; prune_to(target, optimizer) runs at each step of
     the cubic schedule, every_step(step, total_steps) before every optimizer step (and before that step's prune
-    steps). Runs on `device`, as fit() does. Returns fit()'s history."""
+    steps); loss_fn replaces training's loss, as in fit(). Runs on `device`, as fit() does. Returns fit()'s
+    history."""
     schedule = cubic_schedule(cfg.amount, cfg.steps)
     if not cfg.dropout:  # fine-tuning only: evaluation never drops, and the checkpoint keeps the model's args
         for m in model.modules():
@@ -58,4 +59,5 @@ def gradual_fit(model: nn.Module, cfg: FinetuneConfig, train_cfg: TrainConfig,
                    label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale,
                    schedule=cfg.schedule)
-    return fit(model, train, test, spec, gen, on_step=on_step, desc=desc, on_epoch=on_epoch, device=device)
+    return fit(model, train, test, spec, gen, on_step=on_step, loss_fn=loss_fn, desc=desc, on_epoch=on_epoch,
+               device=device)
