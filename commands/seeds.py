@@ -7,8 +7,10 @@
 Runs the stage's own run() once per seed, in this process, on the params `dvc exp run` would compose with the
 same -S overrides (commands/params.py; params.yaml itself where there is no conf/), and the
 models the pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and,
-for `combined`, the committed channel model), and scores each result on the test set. The compressed forms
-(`compressed`, `combined`) are scored as evaluate scores them: decoded from their bytes. Writes no model file;
+for `combined`, the committed channel model), and scores each result on the test set. `--holdout N` scores on
+the last N training images instead and trains without them, the dense model a pruned run starts from
+included. The compressed forms (`compressed`, `combined`) are scored as evaluate scores them: decoded from
+their bytes. Writes no model file;
 `--save` writes the runs to metrics/seeds/<model>.json, from which README's seed table is generated
 (`python -m commands tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
 needs three seeds or more.
