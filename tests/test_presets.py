@@ -83,7 +83,7 @@ def test_combine_presets_start_from_the_student_and_change_only_combine() -> Non
 
 @pytest.mark.parametrize(("preset", "conv", "epochs", "own"), [
     ("kb8", [16, 32, 64], 15, {"amount", "finetune_epochs", "codebook_epochs"}),
-    ("kb4", [12, 24, 48], 10, {"amount", "finetune_epochs", "codebook_epochs"}),
+    ("kb4", [16, 32, 64], 15, {"amount", "finetune_epochs", "codebook_epochs"}),
     ("kb2", [8, 16, 32], 20, {"amount", "augment", "codebook_epochs"})])
 def test_the_global_presets_set_their_student_and_the_rest_of_s8(preset: str, conv: list[int], epochs: int,
                                                                    own: set[str]) -> None:
