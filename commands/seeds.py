@@ -8,9 +8,9 @@ Runs the stage's own run() once per seed, in this process, on the params `dvc ex
 same -S overrides (commands/params.py; params.yaml itself where there is no conf/), and the
 models the pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and,
 for `combined`, the committed channel model), and scores each result on the test set. `--holdout N` scores on
-the last N training images instead and trains without them, the dense model a pruned run starts from
-included. The compressed forms (`compressed`, `combined`) are scored as evaluate scores them: decoded from
-their bytes. Writes no model file;
+the last N training images instead and trains without them, the dense model a pruned run starts from (or a
+student distills from) included. The compressed forms (`compressed`, `combined`) are scored as evaluate
+scores them: decoded from their bytes. Writes no model file;
 `--save` writes the runs to metrics/seeds/<model>.json, from which README's seed table is generated
 (`python -m commands tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
 needs three seeds or more.
@@ -43,7 +43,8 @@ from commands import cluster, filebytes
 from commands.params import compose
 
 Data = tuple[Split, Split]
-# A fresh copy of the dense model that pruned, compressed and channel runs start from.
+# A fresh copy of the dense model that pruned, compressed and channel runs start from (and a distilled student
+# learns from).
 Base = Callable[[], nn.Module]
 
 
@@ -84,10 +85,10 @@ def _combined(p: Params, data: Data, _base: Base) -> tuple[nn.Module, bytes]:
     return decode_file(blob), blob
 
 
-def _smallest(p: Params, data: Data, _base: Base) -> tuple[nn.Module, bytes]:
+def _smallest(p: Params, data: Data, base: Base) -> tuple[nn.Module, bytes]:
     """The student trained from its seed here (not the committed one: it may have seen a held-out split), then
     pruned and compressed as the combine stage does with `combine.source: student`."""
-    model = _student(p, data, _base)
+    model = _student(p, data, base)
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     gen = seeded(p.combine.seed)
     prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
@@ -95,9 +96,9 @@ def _smallest(p: Params, data: Data, _base: Base) -> tuple[nn.Module, bytes]:
     return decode_file(blob), blob
 
 
-def _student(p: Params, data: Data, _base: Base) -> nn.Module:
+def _student(p: Params, data: Data, base: Base) -> nn.Module:
     # models/student.pth: distilled only where distill.alpha > 0 (opt-in), else the student alone.
-    teacher = load_checkpoint(paths.DENSE_MODEL)[0] if p.distill.alpha > 0 else None
+    teacher = base() if p.distill.alpha > 0 else None
     return recipes.train_student(p, *data, seeded(p.distill.seed), teacher, device=_device(p))[0]
 
 
@@ -147,9 +148,10 @@ def holdout_split(train: Split, holdout: int) -> Data:
 
 
 def dense_base(params: Params, data: Data, holdout: int) -> Base:
-    """What pruned, compressed and channel runs start from: the committed dense model, or with `holdout` one
-    trained here once (on first use, seed `seed`) without the held-out images, which the committed model has
-    seen: a recipe is then judged on images its starting point never trained on."""
+    """What pruned, compressed and channel runs start from, and a distilled student's teacher: the committed
+    dense model, or with `holdout` one trained here once (on first use, seed `seed`) without the held-out
+    images, which the committed model has seen: a recipe is then judged on images neither its starting point
+    nor its teacher trained on."""
     if not holdout:
         return lambda: load_checkpoint(paths.DENSE_MODEL)[0]
     trained: list[nn.Module] = []
@@ -171,8 +173,8 @@ def file_size(blob: bytes) -> dict[str, Any]:
 def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0) -> list[dict[str, Any]]:
     """One row per seed: the seed, the accuracy (%) on the test set (or, with `holdout`, on the last `holdout`
     training images, which the run then trains without, and so does the dense model a pruned, compressed or
-    channel run starts from: see dense_base) and the seconds it took (the first held-out seed's includes the
-    dense model's training)."""
+    channel run starts from or a student distills from: see dense_base) and the seconds it took (the first
+    held-out seed's includes the dense model's training)."""
     if model not in MODELS:
         raise ValueError(f"model: expected one of {sorted(MODELS)}, got {model!r}")
     if holdout and model == "combined":

@@ -102,6 +102,18 @@ def test_held_out_pruning_starts_from_a_dense_model_that_never_saw_those_images(
     seeds.run("pruned", [0, 1, 2], raw, holdout=300)
     assert trained == [1700]
     assert len({id(m) for m in starts}) == 3 and untouched == [True] * 3
+    # A distilled student's teacher is that dense model too, not the committed one (there is none here).
+    teachers: list[torch.nn.Module | None] = []
+
+    def student(p: Params, train: object, test: object, gen: object, teacher: torch.nn.Module | None,
+                device: object) -> tuple[torch.nn.Module]:
+        teachers.append(teacher)
+        return (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)),)
+
+    monkeypatch.setattr(seeds.recipes, "train_student", student)
+    seeds.run("student", [0], tiny_dict(data={"root": str(synthetic_root), "verify": False},
+                                        distill={"alpha": 0.5}), holdout=300)
+    assert trained == [1700, 1700] and isinstance(teachers[0], torch.nn.Sequential)
     with pytest.raises(ValueError, match="--holdout: combined starts from the committed"):
         seeds.run("combined", [0], raw, holdout=300)
 
