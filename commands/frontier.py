@@ -1,16 +1,18 @@
 """Every method at several settings and seeds, as queued DVC experiments: which gives the smallest file and
 the fastest model for an accuracy budget (not a pipeline stage).
 
-    python -m commands frontier                 # queue 7 groups x 3 seeds, run them one at a time (~2.5 h on
-                                              # 2 cores), write metrics/frontier_sweep.csv and frontier.png
-    python -m commands frontier --groups p99    # only the 99% preset's three seeds (the others' experiments stay)
+    python -m commands frontier                 # 10 groups x 3 seeds, one at a time (about 3 h on 2 cores),
+                                              # write metrics/frontier_sweep.csv and frontier.png
+    python -m commands frontier --groups p99    # only the 99% preset's three seeds (the other rows of the
+                                              # table stay, each naming the commit it was run on)
     python -m commands frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
     python -m commands frontier --collect-only --baseline <commit> [<commit> ...]   # queued on earlier commits
 
 Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
 combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
 distill.seed); the preset groups select a preset of conf/ and vary that stage's seed only (p99, p995:
-prune.seed; s16, s8: combine.seed). Every experiment runs up to `evaluate`: the dense model comes from the
+prune.seed; s16, s8: combine.seed; kb8, kb4, kb2, which train their own student: distill.seed and
+combine.seed). Every experiment runs up to `evaluate`: the dense model comes from the
 DVC cache, never retrained, and export is skipped. Each model a group measures is one point per experiment;
 the points of one method and setting are averaged over the seeds.
 """
@@ -164,24 +166,34 @@ def setting_label(params: Mapping[str, Any], keys: Sequence[str], preset: str = 
     return f"{label} ({preset})" if preset else label
 
 
+def _machine(data: Mapping[str, Any]) -> str:
+    """The CPU an experiment ran on, from its metrics/machine.json ("unknown" where it has none)."""
+    m = data["metrics"].get(paths.MACHINE_METRICS.as_posix(), {}).get("data")
+    return f"{m['cpu']} ({m['physical_cores']} cores)" if m else "unknown"
+
+
 def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """One point per frontier experiment and method: its setting, accuracy, bytes and batch-1 latency. An
-    experiment name found under two baselines is an error: which of the two is meant is not for this to guess."""
+    """One point per frontier experiment and method: its setting, accuracy, bytes and batch-1 latency, and where
+    it ran (the commit it was queued on, the CPU). An experiment name found under two baselines is an error:
+    which of the two is meant is not for this to guess."""
     seen: set[str] = set()
-    for name, data in experiments(shown):
-        group = group_of(name)
-        if group is None:
-            continue
-        if name in seen:
-            raise ValueError(f"experiment {name} is under more than one of the baselines given; pass --baseline "
-                             "for only one of them, or `dvc exp remove` the older")
-        seen.add(name)
-        params = data["params"]["params.yaml"]["data"]
-        for method in (m for m in group.methods if made_here(m, params)):
-            file, keys = METHODS[method]
-            m = data["metrics"][file]["data"]
-            yield {"method": method, "setting": setting_label(params, keys, group.preset), "accuracy": m["accuracy"],
-                   "bytes": m["checkpoint_bytes"], "params": m["params_total"], "latency_b1_ms": m["latency_b1_ms"]}
+    for baseline in shown:
+        for name, data in experiments([baseline]):
+            group = group_of(name)
+            if group is None:
+                continue
+            if name in seen:
+                raise ValueError(f"experiment {name} is under more than one of the baselines given; pass "
+                                 "--baseline for only one of them, or `dvc exp remove` the older")
+            seen.add(name)
+            params = data["params"]["params.yaml"]["data"]
+            where = {"commit": baseline["rev"][:7], "machine": _machine(data)}
+            for method in (m for m in group.methods if made_here(m, params)):
+                file, keys = METHODS[method]
+                m = data["metrics"][file]["data"]
+                yield {"method": method, "setting": setting_label(params, keys, group.preset),
+                       "accuracy": m["accuracy"], "bytes": m["checkpoint_bytes"], "params": m["params_total"],
+                       "latency_b1_ms": m["latency_b1_ms"], **where}
 
 
 def _std(xs: Sequence[float]) -> float:
@@ -194,12 +206,22 @@ def summarize(pts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for p in pts:
         groups.setdefault((p["method"], p["setting"]), []).append(p)
-    rows = [_row(method, setting, g) for (method, setting), g in groups.items()]
+    return pareto([_row(method, setting, g) for (method, setting), g in groups.items()])
+
+
+def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark, in place, the rows no other row beats on both accuracy and bytes (pareto_bytes) or accuracy and
+    latency (pareto_latency); returns the rows."""
     for axis, key in (("bytes", "pareto_bytes"), ("latency_b1_ms", "pareto_latency")):
         for r in rows:
             r[key] = not any(o["accuracy"] >= r["accuracy"] and o[axis] <= r[axis]
                              and (o["accuracy"], o[axis]) != (r["accuracy"], r[axis]) for o in rows)
     return rows
+
+
+def _joined(g: list[dict[str, Any]], key: str) -> str:
+    """The distinct values of one column over a row's runs, e.g. the commits its seeds were queued on."""
+    return " + ".join(sorted({p[key] for p in g}))
 
 
 def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
@@ -208,18 +230,29 @@ def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
     return {"method": method, "setting": setting, "runs": len(g), "accuracy": round(statistics.mean(acc), 3),
             "accuracy_std": round(_std(acc), 3), "bytes": round(size_mean), "params": g[0]["params"],
             "latency_b1_ms": round(lat_mean, 4), "latency_std": round(_std(lat), 4),
-            "log10_bytes": round(math.log10(size_mean), 4), "log10_latency_ms": round(math.log10(lat_mean), 4)}
+            "log10_bytes": round(math.log10(size_mean), 4), "log10_latency_ms": round(math.log10(lat_mean), 4),
+            "commit": _joined(g, "commit"), "machine": _joined(g, "machine")}
+
+
+def carry(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The new rows, then the old table's rows of every method and setting this run did not measure (a run of
+    some groups leaves the others' rows in the table, each still naming the commit it came from), Pareto marks
+    taken again over them all."""
+    measured = {(r["method"], r["setting"]) for r in new}
+    return pareto([*new, *(dict(r) for r in old if (r["method"], r["setting"]) not in measured)])
 
 
 INTS, BOOLS = ("runs", "bytes", "params"), ("pareto_bytes", "pareto_latency")
+TEXT = ("method", "setting", "commit", "machine")
 
 
 def read_rows(path: Path = FRONTIER_CSV) -> list[dict[str, Any]]:
-    """The rows `collect` wrote, with their types back."""
+    """The rows `collect` wrote, with their types back (a table written before rows named their commit and
+    machine gets "unknown" for both)."""
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return [{k: v if k in ("method", "setting") else int(v) if k in INTS else v == "True" if k in BOOLS
-             else float(v) for k, v in r.items()} for r in rows]
+    return [{**{k: v if k in TEXT else int(v) if k in INTS else v == "True" if k in BOOLS else float(v)
+                for k, v in r.items()}, **{k: r.get(k, "unknown") for k in ("commit", "machine")}} for r in rows]
 
 
 def best_per_level(rows: Sequence[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:
@@ -341,22 +374,38 @@ def preset_layers(shown: list[dict[str, Any]], cache: Path = Path(".dvc/cache/fi
     return rows
 
 
-def collect(baselines: Sequence[str] = ("HEAD",)) -> list[dict[str, Any]]:
-    """Rows of the experiments queued on `baselines` (DVC files each under the commit it was queued on), and
-    beside them where they ran (metrics/frontier_run.json: docs/ name the machine from it)."""
+def _old_layers(kept: set[str]) -> list[dict[str, str]]:
+    """The layer rows of metrics/frontier_layers.csv of presets this run did not measure."""
+    if not paths.FRONTIER_LAYERS_CSV.exists():
+        return []
+    with paths.FRONTIER_LAYERS_CSV.open(newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["preset"] not in kept]
+
+
+def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True) -> list[dict[str, Any]]:
+    """Rows of the experiments queued on `baselines` (DVC files each under the commit it was queued on), with
+    the committed table's rows of every other method and setting when `keep` (see carry), and beside them
+    where this run ran (metrics/frontier_run.json: docs/ name the machine from it)."""
     shown = json.loads(dvc("exp", "show", "--json", *[arg for rev in baselines for arg in ("--rev", rev)]))
     pts = list(points(shown))
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {', '.join(baselines)} in `dvc exp show`; run "
                            f"`python -m commands frontier` (or --baseline the commits they were queued on)")
     rows = summarize(pts)
+    layers = preset_layers(shown)
+    if keep and FRONTIER_CSV.exists():
+        rows = carry(rows, read_rows(FRONTIER_CSV))
+        layers += _old_layers({r["preset"] for r in layers})
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)
-    write_csv(paths.FRONTIER_LAYERS_CSV, preset_layers(shown))
+    write_csv(paths.FRONTIER_LAYERS_CSV, layers)
     params = load_params()
+    baseline = [b["rev"][:7] for b in shown if any(group_of(n) for n, _ in experiments([b]))]
     write_json(paths.FRONTIER_JSON, {
-        "baseline": [b["rev"][:7] for b in shown if b.get("experiments")],
+        "baseline": baseline,
         "experiments": sorted(n for n, _ in experiments(shown) if group_of(n)),
+        # Rows of earlier runs still in the table: the commits they name.
+        "carried": sorted({c for r in rows for c in r["commit"].split(" + ")} - set(baseline)),
         "machine": machine_metrics(params.threads, params.kernels)})
     return rows
 
@@ -370,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--baseline", nargs="+", default=["HEAD"], help="with --collect-only: the commits the "
                     "experiments were queued on, when there have been commits since (groups run at different "
                     "commits: name each)")
+    ap.add_argument("--only-this-run", action="store_true", help="write only this run's rows (by default the "
+                    "table keeps the rows of the methods and settings it did not measure, each naming its commit)")
     cluster.add_arguments(ap)
     args = ap.parse_args(argv)
     failed = ""  # the cluster's failed experiments, one line each
@@ -383,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         failed = cluster.failures(run_dask(frontier_experiments(args.groups, args.seeds), args, prefixes,
                                            load_params().threads))
-    rows = collect(args.baseline)
+    rows = collect(args.baseline, keep=not args.only_this_run)
     print(markdown([{k: r[k] for k in ("method", "setting", "runs", "accuracy", "accuracy_std", "bytes",
                                        "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))
     print(markdown(best_per_level(rows)))

@@ -104,8 +104,11 @@ def frontier_run(metrics: Path) -> str:
     """Where the frontier's experiments ran (metrics/frontier_run.json, written by commands.frontier)."""
     d = _json(metrics / paths.FRONTIER_JSON.name)
     commits = "commit " if len(d["baseline"]) == 1 else "commits "
+    carried = d.get("carried", [])
+    earlier = (f" The rows of {'commit' if len(carried) == 1 else 'commits'} {', '.join(carried)} come from an "
+               "earlier run of other groups (each row names its commit and CPU).") if carried else ""
     return (f"{len(d['experiments'])} experiments queued on {commits}{', '.join(d['baseline'])}, run on: "
-            f"{_machine_line(d['machine'])}.")
+            f"{_machine_line(d['machine'])}.{earlier}")
 
 
 def _times(value: float, base: float) -> str:
@@ -119,14 +122,15 @@ def _frontier_table(metrics: Path, methods: Sequence[str] | None) -> str:
     chosen = sorted((r for r in rows if methods is None or r["method"] in methods),
                     key=lambda r: (order.index(r["method"]), -r["bytes"]))
     lines = [_row("method", ["setting", "runs", "accuracy (%), mean ± std", "bytes on disk (x smaller)",
-                             "batch-1 latency, ms (x faster)", "Pareto"]), _row("---", ["---"] * 6)]
+                             "batch-1 latency, ms (x faster)", "Pareto", "commit", "CPU"]),
+             _row("---", ["---"] * 8)]
     for r in chosen:
         pareto = ", ".join(k for k, flag in (("B", r["pareto_bytes"]), ("L", r["pareto_latency"])) if flag)
         lines.append(_row(r["method"], [
             r["setting"], str(r["runs"]), f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}",
             f"{r['bytes']:,} ({_times(r['bytes'], dense['bytes'])})",
             f"{r['latency_b1_ms']:.3f} ± {r['latency_std']:.3f} ({_times(r['latency_b1_ms'], dense['latency_b1_ms'])})",
-            pareto]))
+            pareto, r["commit"], r["machine"]]))
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ def _metrics(accuracy: float, size: int, latency: float) -> dict[str, Any]:
 
 def _exp(name: str, amount: float, channel: float, seed: int, acc: float, latency: float = 0.3) -> dict:
     metrics = {file: _metrics(acc, 1000 + seed, latency) for file, _ in frontier.METHODS.values()}
+    metrics["metrics/machine.json"] = {"data": {"cpu": "Xeon", "physical_cores": 2}}
     return {"revs": [{"name": name, "data": {"params": {"params.yaml": {"data": _params(amount, channel, seed)}},
                                              "metrics": metrics}}]}
 
@@ -76,14 +77,36 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
     assert combined == {"channel.amount 0.5 + combine.amount 0.8", "channel.amount 0.75 + combine.amount 0.8"}
     assert {r["setting"] for r in rows if r["method"] == "student (distilled)"} == {"conv 16/32/64 + FC 128"}
     assert not [r for r in rows if r["method"] == "student alone"]
+    # Each row names the commit its experiments were queued on and the CPU they ran on (from machine.json).
+    assert {(r["commit"], r["machine"]) for r in rows} == {("abc", "Xeon (2 cores)")}
     # The CSV reads back as written: no cell carries a comma, every type returns.
     write_csv(tmp_path / "f.csv", rows)
     assert frontier.read_rows(tmp_path / "f.csv") == rows
 
 
+def test_a_run_of_some_groups_keeps_the_other_rows_with_their_commit(tmp_path: Path) -> None:
+    """Rows of settings a run did not measure stay, naming their own commit; the ones it measured are
+    replaced; Pareto marks are taken over the merged table. A table from before the commit column reads back
+    with "unknown"."""
+    old = frontier.summarize([{**_row("dense", 99.5, 10**7, 1.2), "params": 1, "commit": "old0000"},
+                              {**_row("a", 99.45, 1000, 0.5), "params": 1, "commit": "old0000"},
+                              {**{**_row("b", 99.4, 500, 0.5), "setting": "t"}, "params": 1, "commit": "old0000"}])
+    new = frontier.summarize([{**_row("dense", 99.5, 10**7, 1.3), "params": 1, "commit": "new0000"},
+                              {**_row("b", 99.46, 900, 0.4), "params": 1, "commit": "new0000"}])
+    rows = frontier.carry(new, old)
+    assert [(r["method"], r["setting"], r["commit"]) for r in rows] == [
+        ("dense", "s", "new0000"), ("b", "s", "new0000"), ("a", "s", "old0000"), ("b", "t", "old0000")]
+    # b (new) at 900 B and 99.46 beats a (old) at 1000 B: a lost its mark in the merge, b at 500 B keeps its.
+    assert [r["pareto_bytes"] for r in rows] == [True, True, False, True]
+    assert old[1]["pareto_bytes"]  # the old table's own rows are not changed in place
+    legacy = tmp_path / "legacy.csv"
+    write_csv(legacy, [{k: v for k, v in r.items() if k not in ("commit", "machine")} for r in old])
+    assert {(r["commit"], r["machine"]) for r in frontier.read_rows(legacy)} == {("unknown", "unknown")}
+
+
 def _row(method: str, acc: float, size: int, latency: float) -> dict[str, Any]:
     return {"method": method, "setting": "s", "runs": 3, "accuracy": acc, "accuracy_std": 0.05,
-            "bytes": size, "latency_b1_ms": latency, "latency_std": 0.01}
+            "bytes": size, "latency_b1_ms": latency, "latency_std": 0.01, "commit": "abc1234", "machine": "cpu"}
 
 
 def test_pareto_marks_and_best_point_per_accuracy_level() -> None:
