@@ -321,6 +321,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                         "student + unstructured + compressed",
                                                         "channel + unstructured + compressed")),
     "layers_smallest": lambda m: frontier_layers(m, ("s16", "s8")),
+    "layers_kb": lambda m: frontier_layers(m, ("kb8", "kb4", "kb2")),
     "layers_sparse": lambda m: frontier_layers(m, ("p99", "p995")),
     "distill_study": distill_study, "cluster": cluster, "smallest_presets": smallest_presets,
     "smallest_bytes": smallest_bytes,
