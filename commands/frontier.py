@@ -1,7 +1,7 @@
 """Every method at several settings and seeds, as queued DVC experiments: which gives the smallest file and
 the fastest model for an accuracy budget (not a pipeline stage).
 
-    python -m commands frontier                 # 10 groups x 3 seeds, one at a time (about 3 h on 2 cores),
+    python -m commands frontier                 # 10 groups x 3 seeds, one at a time (2 h 7 min on 2 cores),
                                               # write metrics/frontier_sweep.csv and frontier.png
     python -m commands frontier --groups p99    # only the 99% preset's three seeds (the other rows of the
                                               # table stay, each naming the commit it was run on)
