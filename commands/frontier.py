@@ -251,8 +251,8 @@ def read_rows(path: Path = FRONTIER_CSV) -> list[dict[str, Any]]:
     machine gets "unknown" for both)."""
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return [{**{k: v if k in TEXT else int(v) if k in INTS else v == "True" if k in BOOLS else float(v)
-                for k, v in r.items()}, **{k: r.get(k, "unknown") for k in ("commit", "machine")}} for r in rows]
+    return [{k: v if k in TEXT else int(v) if k in INTS else v == "True" if k in BOOLS else float(v)
+             for k, v in {"commit": "unknown", "machine": "unknown", **r}.items()} for r in rows]
 
 
 def best_per_level(rows: Sequence[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:
@@ -400,7 +400,7 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True) -> list[dic
     draw(rows, FRONTIER_PNG)
     write_csv(paths.FRONTIER_LAYERS_CSV, layers)
     params = load_params()
-    baseline = [b["rev"][:7] for b in shown if any(group_of(n) for n, _ in experiments([b]))]
+    baseline = list(dict.fromkeys(p["commit"] for p in pts))  # the commits this run's points came from
     write_json(paths.FRONTIER_JSON, {
         "baseline": baseline,
         "experiments": sorted(n for n, _ in experiments(shown) if group_of(n)),

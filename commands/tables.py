@@ -104,7 +104,7 @@ def frontier_run(metrics: Path) -> str:
     """Where the frontier's experiments ran (metrics/frontier_run.json, written by commands.frontier)."""
     d = _json(metrics / paths.FRONTIER_JSON.name)
     commits = "commit " if len(d["baseline"]) == 1 else "commits "
-    carried = d.get("carried", [])
+    carried = d["carried"]
     earlier = (f" The rows of {'commit' if len(carried) == 1 else 'commits'} {', '.join(carried)} come from an "
                "earlier run of other groups (each row names its commit and CPU).") if carried else ""
     return (f"{len(d['experiments'])} experiments queued on {commits}{', '.join(d['baseline'])}, run on: "
