@@ -20,7 +20,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, st
 
 
 def test_channel_stage_writes_smaller_models_and_runs_its_own_experiments(repo: Path) -> None:
-    sh(repo, "dvc", "repro")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for channel pruning")
     m = {name: metrics(repo, name) for name in ("dense", "channel", "channel_int8")}
