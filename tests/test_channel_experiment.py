@@ -20,8 +20,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, st
 
 
 def test_channel_stage_writes_smaller_models_and_runs_its_own_experiments(repo: Path) -> None:
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for channel pruning")
     m = {name: metrics(repo, name) for name in ("dense", "channel", "channel_int8")}
     assert set(m["channel"]) == set(m["channel_int8"]) == set(m["dense"])  # one set of keys for every model
     # Smaller in shape, not masked: fewer parameters and no zeros left; int8 fewer bytes (in this tiny model the

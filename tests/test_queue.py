@@ -22,8 +22,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, st
 def test_queued_experiments_and_a_preset_run_two_at_a_time(repo: Path) -> None:
     """Two sweep points and the p99 preset (conf/prune/p99.yaml, composed by Hydra) in one queue run of two
     workers; then the preset again in the workspace comes back from the run-cache the queued run filled."""
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline for the queue")
     amounts = (0.3, 0.95)  # with the preset, more than the two workers: one waits in the queue
     # DVC's own grid syntax, as commands.sweep queues it: one command, q-1 and q-2.
     sh(repo, *sweep.queue_command(amounts, name="q"))
