@@ -125,16 +125,20 @@ class PruneConfig(FinetuneConfig):
     regrow_every: int
     distill_alpha: float
     distill_temperature: float
+    vd_epochs: int
+    vd_lr: float
+    vd_beta: float
 
-    METHODS = ("global_l1", "layer_l1", "erk_l1", "random")
+    METHODS = ("global_l1", "layer_l1", "erk_l1", "random", "global_vd")
 
     def validate(self, p: str) -> None:
         _require(self.method in self.METHODS, f"{p}.method", f"one of {list(self.METHODS)}", self.method)
         super().validate(p)
         _require(0 <= self.min_density_ends <= 1, f"{p}.min_density_ends", "a number in [0, 1]",
                  self.min_density_ends)
-        _require(self.min_density_ends == 0 or self.method in ("global_l1", "random"), f"{p}.min_density_ends",
-                 f"0 for {p}.method {self.method} (the floor applies to global_l1 and random)",
+        _require(self.min_density_ends == 0 or self.method in ("global_l1", "random", "global_vd"),
+                 f"{p}.min_density_ends",
+                 f"0 for {p}.method {self.method} (the floor applies to global_l1, random and global_vd)",
                  self.min_density_ends)
         _require(0 <= self.regrow < 1, f"{p}.regrow", "a fraction of the kept weights in [0, 1)", self.regrow)
         _require(self.regrow_every >= 1, f"{p}.regrow_every", "an integer >= 1 (optimizer steps)",
@@ -144,6 +148,11 @@ class PruneConfig(FinetuneConfig):
         _require(0 <= self.distill_alpha <= 1, f"{p}.distill_alpha", "a number in [0, 1]", self.distill_alpha)
         _require(self.distill_temperature > 0, f"{p}.distill_temperature", "a number > 0",
                  self.distill_temperature)
+        _require(self.vd_epochs >= 0, f"{p}.vd_epochs", "an integer >= 0", self.vd_epochs)
+        _require(self.vd_epochs >= 1 or self.method != "global_vd", f"{p}.vd_epochs",
+                 f"an integer >= 1 for {p}.method global_vd (it ranks by what those epochs learn)", self.vd_epochs)
+        _require(self.vd_lr > 0, f"{p}.vd_lr", "a number > 0", self.vd_lr)
+        _require(self.vd_beta >= 0, f"{p}.vd_beta", "a number >= 0", self.vd_beta)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ def test_tiny_params_build() -> None:
     ("prune", "regrow_every", 0, "prune.regrow_every"),
     ("prune", "distill_alpha", 1.5, "prune.distill_alpha"),
     ("combine", "distill_temperature", 0, "combine.distill_temperature"),
+    ("prune", "vd_epochs", -1, "prune.vd_epochs"),
+    ("prune", "vd_lr", 0, "prune.vd_lr"),
+    ("combine", "vd_beta", -1, "combine.vd_beta"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),
     ("compress", "coder", "zip", "compress.coder"),
     ("compress", "quantizer", "kmeans", "compress.quantizer"),
@@ -72,6 +75,15 @@ def test_bad_value_is_rejected_naming_the_key(section: str, key: str, value: obj
     raw[section][key] = value
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         params_from_dict(raw)
+
+
+def test_a_learned_ranking_needs_its_epochs() -> None:
+    raw = tiny_dict()
+    raw["combine"].update(method="global_vd", vd_epochs=0)
+    with pytest.raises(ConfigError, match=r"combine\.vd_epochs must be an integer >= 1 for combine\.method global_vd"):
+        params_from_dict(raw)
+    raw["combine"]["vd_epochs"] = 1
+    assert params_from_dict(raw).combine.method == "global_vd"
 
 
 def test_unknown_top_level_key_and_missing_section() -> None:
@@ -111,7 +123,7 @@ BAD_PARAMS = [
     ("prune", _bad("prune", "amount", 1.5), "prune.amount must be a number in [0, 1), got 1.5"),
     ("prune", _bad("prune", "amount", "lots"), "prune.amount must be a number"),
     ("prune", _bad("prune", "method", "magic"),
-     "prune.method must be one of ['global_l1', 'layer_l1', 'erk_l1', 'random']"),
+     "prune.method must be one of ['global_l1', 'layer_l1', 'erk_l1', 'random', 'global_vd']"),
     ("channel", _bad("channel", "amount", 1.0), "channel.amount must be a number in [0, 1), got 1.0"),
     ("channel", _bad("channel", "schedule", "step"), "channel.schedule must be cosine or onecycle, got 'step'"),
     ("train", _bad("train", "epochs", 0), "train.epochs must be an integer > 0"),

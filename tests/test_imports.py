@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     {"kernels", "matmul", "paths", "entropy", "model", "data"},
     {"config", "io", "live", "runtime", "training"},
-    {"pruning.regrow", "pruning.sparse", "pruning.gradual", "channels", "quantize", "compression", "download",
-     "codebook"},
+    {"pruning.regrow", "pruning.sparse", "pruning.gradual", "pruning.variational", "channels", "quantize",
+     "compression", "download", "codebook"},
     {"pruning.unstructured", "forms", "metrics"},
     {"recipes", "export"},
 ]

@@ -18,9 +18,9 @@ from bignn.config import PruneConfig, TrainConfig
 from bignn.data import Split
 from bignn.live import EpochLogger
 from bignn.model import prunable
-from bignn.pruning import regrow, sparse
+from bignn.pruning import regrow, sparse, variational
 from bignn.pruning.gradual import gradual_fit, ramp_steps
-from bignn.training import CPU, LossFn, cached_distillation, prepare, score
+from bignn.training import CPU, FitSpec, LossFn, cached_distillation, prepare, score
 
 
 def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -75,6 +75,14 @@ def global_l1(model: nn.Module, amount: float, min_density_ends: float = 0.0) ->
     _global(model, amount, lambda m: m.weight.contiguous(), min_density_ends)
 
 
+def global_vd(model: nn.Module, amount: float, log_alpha: dict[nn.Module, torch.Tensor],
+              min_density_ends: float = 0.0) -> None:
+    """Mask the conv and linear weights with the largest learned log alpha (variational.learn_log_alpha: the
+    noisiest relative to their size), ranked across all layers at once."""
+    # The ranking wants small scores for what goes: exp(-log alpha), positive as L1Unstructured's abs() needs.
+    _global(model, amount, lambda m: torch.exp(-log_alpha[m]).to(m.weight.device), min_density_ends)
+
+
 def random_unstructured(model: nn.Module, amount: float, min_density_ends: float = 0.0) -> None:
     """Baseline: mask weights chosen at random (torch's global RNG, seeded by prune.seed)."""
     # Drawn on the CPU (the same choice on any device), then moved to the weights.
@@ -116,6 +124,8 @@ def erk_l1(model: nn.Module, amount: float) -> None:
 
 PRUNERS: dict[str, Callable[[nn.Module, float], None]] = {
     "global_l1": global_l1, "layer_l1": layer_l1, "erk_l1": erk_l1, "random": random_unstructured}
+# Methods whose ranking is learned first (prune_model trains it, then ranks with it).
+LEARNED = ("global_vd",)
 
 
 def make_permanent(model: nn.Module) -> None:
@@ -164,13 +174,29 @@ def _self_distillation(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfi
                                train_cfg.label_smoothing)
 
 
+def _variational_pruner(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, train: Split,
+                        gen: torch.Generator, device: torch.device) -> Callable[[nn.Module, float], None]:
+    """global_vd ranking by the log alphas of cfg.vd_epochs of sparse variational dropout (which train the
+    model's weights too), at cfg.vd_lr with a cosine decay, cfg.augment times training's augmentation and no
+    weight decay: the KL term is the weights' prior."""
+    t = train_cfg
+    spec = FitSpec(epochs=cfg.vd_epochs, batch_size=cfg.batch_size, lr=cfg.vd_lr, weight_decay=0.0,
+                   label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
+                   max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale, schedule="cosine")
+    log_alpha = variational.learn_log_alpha(model, spec, cfg.vd_beta, train, gen, device)
+    return functools.partial(global_vd, log_alpha=log_alpha)
+
+
 def prune_model(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, train: Split, test: Split,
                 gen: torch.Generator, on_epoch: EpochLogger | None = None, device: torch.device = CPU,
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Prune `model` in place to cfg.amount, fine-tuning as cfg says; returns its sparsity report and fine-tune
-    history (each row also to on_epoch; one-shot pruning logs its one score as epoch 0). The fine-tune runs on
-    `device`; the model ends on the CPU."""
-    pruner = PRUNERS[cfg.method]
+    history (each row also to on_epoch; one-shot pruning logs its one score as epoch 0). A learned method
+    (global_vd) trains its ranking first. The fine-tune runs on `device`; the model ends on the CPU."""
+    if cfg.method in LEARNED:
+        pruner = _variational_pruner(model, cfg, train_cfg, train, gen, device)
+    else:
+        pruner = PRUNERS[cfg.method]
     if cfg.min_density_ends > 0:  # validated: only the global methods take a floor
         pruner = functools.partial(pruner, min_density_ends=cfg.min_density_ends)
     if cfg.finetune_epochs == 0:
