@@ -177,11 +177,12 @@ def _self_distillation(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfi
 def _variational_pruner(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, train: Split,
                         gen: torch.Generator, device: torch.device) -> Callable[[nn.Module, float], None]:
     """global_vd ranking by the log alphas of cfg.vd_epochs of sparse variational dropout (which train the
-    model's weights too), at cfg.vd_lr with a cosine decay, cfg.augment times training's augmentation and no
-    weight decay: the KL term is the weights' prior."""
+    model's weights too), at cfg.vd_lr with a cosine decay, cfg.augment times training's augmentation, no weight
+    decay (the KL term is the weights' prior) and no label smoothing: the variational bound's data term is the
+    labels' log-likelihood, and smoothed targets pay every weight to stay less sure."""
     t = train_cfg
     spec = FitSpec(epochs=cfg.vd_epochs, batch_size=cfg.batch_size, lr=cfg.vd_lr, weight_decay=0.0,
-                   label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
+                   label_smoothing=0.0, max_shift=cfg.augment * t.max_shift,
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale, schedule="cosine")
     log_alpha = variational.learn_log_alpha(model, spec, cfg.vd_beta, train, gen, device)
     return functools.partial(global_vd, log_alpha=log_alpha)
