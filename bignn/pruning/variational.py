@@ -22,7 +22,7 @@ from bignn.data import Split
 from bignn.model import prunable
 from bignn.training import CPU, FitSpec, fit
 
-# The KL divergence from the log-uniform prior, as a function of log alpha alone: the paper's fit (eq. 14).
+# The KL divergence from the log-uniform prior, as a function of log alpha alone: the paper's fitted curve.
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
 # log alpha is held in [-10, 10] inside the loss: beyond it the noise is either nothing or all there is, and the
 # KL term's gradient vanishes.
