@@ -103,6 +103,7 @@ class FinetuneConfig:
     seed: int
     dropout: bool
     augment: float
+    label_smoothing: float
 
     def validate(self, p: str) -> None:
         _require(0 <= self.amount < 1, f"{p}.amount", "a number in [0, 1)", self.amount)
@@ -115,6 +116,8 @@ class FinetuneConfig:
         _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
         _require(0 <= self.augment <= 1, f"{p}.augment", "a fraction of training's augmentation in [0, 1]",
                  self.augment)
+        _require(0 <= self.label_smoothing < 1, f"{p}.label_smoothing", "a number in [0, 1)",
+                 self.label_smoothing)
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,7 @@ class DistillConfig:
     alpha: float
     soft_targets: str
     seed: int
+    label_smoothing: float
 
     SOFT_TARGETS = ("cached", "live")
 
@@ -215,6 +219,8 @@ class DistillConfig:
         _require(0 < self.temperature <= 100, f"{p}.temperature", "a number in (0, 100]", self.temperature)
         _require(0 <= self.alpha <= 1, f"{p}.alpha", "a number in [0, 1]", self.alpha)
         _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
+        _require(0 <= self.label_smoothing < 1, f"{p}.label_smoothing", "a number in [0, 1)",
+                 self.label_smoothing)
 
 
 @dataclass(frozen=True)

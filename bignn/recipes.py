@@ -85,9 +85,9 @@ def train_student(params: Params, train: Split, test: Split, gen: torch.Generato
     cfg, t = params.distill, params.train
     student = build_model(**model_args_from(cfg.student))
     spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
-                   label_smoothing=t.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
+                   label_smoothing=cfg.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
                    max_scale=t.max_scale, schedule="onecycle")
-    loss_fn = None if teacher is None else teacher_loss(teacher, cfg, t.label_smoothing, train, device)
+    loss_fn = None if teacher is None else teacher_loss(teacher, cfg, cfg.label_smoothing, train, device)
     history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
                   desc="distill" if teacher is not None else "student", on_epoch=on_epoch, device=device)
     return student, history
@@ -105,7 +105,7 @@ def combined_file(params: Params, model: nn.Module, dense_bytes: int, source_byt
     decoded = decode_file(data)
     t = params.train
     spec = FitSpec(epochs=cfg.codebook_epochs, batch_size=cfg.batch_size, lr=cfg.codebook_lr, weight_decay=0.0,
-                   label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
+                   label_smoothing=cfg.label_smoothing, max_shift=cfg.augment * t.max_shift,
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale, schedule="cosine")
     tune_codebooks(decoded, spec, train, gen, device)
     return compress_model(params.compress, decoded, dense_bytes, source_bytes)

@@ -136,6 +136,37 @@ def test_channel_dropout_and_augment_reach_its_fine_tune(tiny_params: Params, tr
     assert not torch.equal(last[True, 1.0], last[False, 1.0]) and not torch.equal(last[False, 1.0], last[False, 0.5])
 
 
+@pytest.fixture
+def smoothing_calls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The label_smoothing of every training loss computed (score()'s plain loss passes none)."""
+    seen: list[float] = []
+    real = torch.nn.functional.cross_entropy
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        if "label_smoothing" in kwargs:
+            seen.append(kwargs["label_smoothing"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
+    return seen
+
+
+def test_each_stage_trains_with_its_own_label_smoothing(tiny_params: Params, trained: Path,
+                                                       smoothing_calls: list[float]) -> None:
+    p = replace(tiny_params, train=replace(tiny_params.train, label_smoothing=0.3))  # the dense model's only
+    p = replace(p, prune=replace(p.prune, amount=0.5, finetune_epochs=1, label_smoothing=0.05),
+                channel=replace(p.channel, finetune_epochs=1, label_smoothing=0.15),
+                distill=replace(p.distill, epochs=1, label_smoothing=0.2),
+                combine=replace(p.combine, finetune_epochs=1, codebook_epochs=1, label_smoothing=0.25),
+                compress=replace(p.compress, quantizer="kmeans", coder="range"))
+    runs = {0.05: lambda: prune.run(p, trained), 0.15: lambda: channel.run(p, trained),
+            0.2: lambda: distill.run(p, trained), 0.25: lambda: combine.run(p, trained, trained)}
+    for smoothing, run in runs.items():
+        smoothing_calls.clear()
+        run()
+        assert set(smoothing_calls) == {smoothing}
+
+
 def test_erk_shares_follow_the_layer_shapes_and_fill_the_budget() -> None:
     shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (1024, 3136), (1024, 1024), (10, 1024)]
     sizes = [math.prod(s) for s in shapes]

@@ -37,11 +37,11 @@ def gradual_fit(model: nn.Module, cfg: FinetuneConfig, train_cfg: TrainConfig,
                 on_epoch: Callable[[dict[str, float]], None] | None = None,
                 every_step: Callable[[int, int], None] | None = None,
                 device: torch.device = CPU, loss_fn: LossFn | None = None) -> list[dict[str, float]]:
-    """Fine-tune `model` on the `train` split with cfg's keys (prune's, combine's or channel's), training's loss
-    (train_cfg) and cfg.augment times training's augmentation; prune_to(target, optimizer) runs at each step of
-    the cubic schedule, every_step(step, total_steps) before every optimizer step (and before that step's prune
-    steps); loss_fn replaces training's loss, as in fit(). Runs on `device`, as fit() does. Returns fit()'s
-    history."""
+    """Fine-tune `model` on the `train` split with cfg's keys (prune's, combine's or channel's, label smoothing
+    included), training's weight decay (train_cfg) and cfg.augment times training's augmentation;
+    prune_to(target, optimizer) runs at each step of the cubic schedule, every_step(step, total_steps) before
+    every optimizer step (and before that step's prune steps); loss_fn replaces the cross-entropy, as in fit().
+    Runs on `device`, as fit() does. Returns fit()'s history."""
     schedule = cubic_schedule(cfg.amount, cfg.steps)
     if not cfg.dropout:  # fine-tuning only: evaluation never drops, and the checkpoint keeps the model's args
         for m in model.modules():
@@ -56,7 +56,7 @@ def gradual_fit(model: nn.Module, cfg: FinetuneConfig, train_cfg: TrainConfig,
 
     t = train_cfg
     spec = FitSpec(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
-                   label_smoothing=t.label_smoothing, max_shift=cfg.augment * t.max_shift,
+                   label_smoothing=cfg.label_smoothing, max_shift=cfg.augment * t.max_shift,
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale,
                    schedule=cfg.schedule)
     return fit(model, train, test, spec, gen, on_step=on_step, loss_fn=loss_fn, desc=desc, on_epoch=on_epoch,

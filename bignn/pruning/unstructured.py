@@ -163,15 +163,14 @@ def _regrowth(model: nn.Module, cfg: PruneConfig) -> Callable[[int, int], None]:
     return every_step
 
 
-def _self_distillation(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, train: Split,
-                       device: torch.device) -> LossFn | None:
+def _self_distillation(model: nn.Module, cfg: PruneConfig, train: Split, device: torch.device) -> LossFn | None:
     """With cfg.distill_alpha > 0, the fine-tune's loss: distillation from the model's own logits before any
     weight goes (one pass over the plain training images), so the pruned net keeps the unpruned one's soft
     targets, not only the labels; None (training's loss) at 0."""
     if cfg.distill_alpha == 0:
         return None
     return cached_distillation(model.to(device), train, cfg.distill_temperature, cfg.distill_alpha,
-                               train_cfg.label_smoothing)
+                               cfg.label_smoothing)
 
 
 def _variational_pruner(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, train: Split,
@@ -222,7 +221,7 @@ def prune_model(model: nn.Module, cfg: PruneConfig, train_cfg: TrainConfig, trai
 
         every_step = _regrowth(model, cfg) if cfg.regrow > 0 else None
         history = gradual_fit(model, cfg, train_cfg, prune_to, train, test, gen, "fine-tune", on_epoch,
-                              every_step, device, _self_distillation(model, cfg, train_cfg, train, device))
+                              every_step, device, _self_distillation(model, cfg, train, device))
         sparse.unwrap(model)
     make_permanent(model)
     rows = layer_sparsity(model)
