@@ -34,7 +34,7 @@ from bignn import paths, recipes
 from bignn.compression import RANGE_MAGIC, compress_model, decode_file
 from bignn.config import Params, load_params, params_from_dict
 from bignn.data import Split, split_of
-from bignn.io import load_checkpoint, write_json
+from bignn.io import float_model, load_checkpoint, write_json
 from bignn.metrics import machine_metrics
 from bignn.pruning.unstructured import prune_model
 from bignn.runtime import cli, resolve_device, seeded, setup, use_device
@@ -88,9 +88,12 @@ def _combined(p: Params, data: Data, _base: Base) -> tuple[nn.Module, bytes]:
 def _smallest(p: Params, data: Data, base: Base) -> tuple[nn.Module, bytes]:
     """The student trained from its seed here (not the committed one: it may have seen a held-out split), then
     pruned and compressed as the combine stage does with `combine.source: student`."""
-    model = _student(p, data, base)
-    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    student = _student(p, data, base)
+    size = sum(t.numel() * t.element_size() for t in student.state_dict().values())
     gen = seeded(p.combine.seed)
+    # Rebuilt after seeding, as the combine stage loads its checkpoint: building draws the layers' init from
+    # torch's RNG, and global_vd's noise comes from it next, so this is the file the stage writes.
+    model = float_model({"model_args": student.model_args, "state_dict": student.state_dict()}, "the student")
     prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
     blob = recipes.combined_file(p, model, paths.DENSE_MODEL.stat().st_size, size, data[0], gen, _device(p))[0]
     return decode_file(blob), blob

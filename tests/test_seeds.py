@@ -8,8 +8,14 @@ import pytest
 import torch
 import yaml
 
-from bignn.config import Params
+from bignn import paths
+from bignn.compression import decode_file
+from bignn.config import Params, params_from_dict
+from bignn.data import split_of
+from bignn.io import save_checkpoint
+from bignn.training import score
 from commands import seeds
+from stages import combine, distill
 from tests.conftest import tiny_dict
 
 
@@ -135,3 +141,22 @@ def test_the_smallest_chain_trains_the_student_then_prunes_and_codes_it(syntheti
     parts = rows[0]["parts"]
     assert list(parts) == ["magic", "header", "positions", "values", "tables", "dense"]
     assert sum(parts.values()) == rows[0]["bytes"] and parts["tables"] == 3 * 16 * 2
+
+
+def test_smallest_writes_the_file_the_distill_and_combine_stages_write(synthetic_root: Path, in_tmp: Path) -> None:
+    """The same params give the same bytes by either route, global_vd included: its dropout noise comes from
+    torch's global RNG, which the stages' loading of a checkpoint draws from after seeding."""
+    (in_tmp / "models").mkdir()
+    (in_tmp / "models" / "dense.pth").write_bytes(b"x" * 1000)
+    raw = tiny_dict(data={"root": str(synthetic_root), "verify": False},
+                    distill={"alpha": 0.0, "student": {"conv_channels": [4, 8], "hidden": [], "dropout": 0.0}},
+                    combine={"amount": 0.5, "finetune_epochs": 1, "source": "student", "method": "global_vd",
+                             "vd_epochs": 1, "steps": 1},
+                    compress={"coder": "range", "quantizer": "kmeans", "bits": 4})
+    rows = seeds.run("smallest", [0], raw, holdout=0)
+    params = params_from_dict(raw)
+    student, _ = distill.run(params, paths.DENSE_MODEL)
+    save_checkpoint(in_tmp / "student.pth", student)
+    blob, _ = combine.run(params, in_tmp / "student.pth")
+    assert rows[0]["bytes"] == len(blob) and rows[0]["accuracy"] == score(decode_file(blob),
+                                                                          split_of(params.data, False))["accuracy"]
