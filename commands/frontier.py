@@ -237,9 +237,17 @@ def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
 def carry(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The new rows, then the old table's rows of every method and setting this run did not measure (a run of
     some groups leaves the others' rows in the table, each still naming the commit it came from), Pareto marks
-    taken again over them all."""
+    taken again over them all; refused when those rows ran on another CPU than this run."""
     measured = {(r["method"], r["setting"]) for r in new}
-    return pareto([*new, *(dict(r) for r in old if (r["method"], r["setting"]) not in measured)])
+    kept = [dict(r) for r in old if (r["method"], r["setting"]) not in measured]
+    here, there = {r["machine"] for r in new}, {r["machine"] for r in kept}
+    if there - here:
+        # One table has one dense row: latencies and their "x faster" from two CPUs would read as one machine's.
+        raise ValueError(f"frontier: this run's experiments ran on {', '.join(sorted(here))} and the table's other "
+                         f"rows on {', '.join(sorted(there - here))}; run every group on one machine "
+                         "(python -m commands frontier) or write this run's rows alone "
+                         "(--collect-only --only-this-run)")
+    return pareto([*new, *kept])
 
 
 INTS, BOOLS = ("runs", "bytes", "params"), ("pareto_bytes", "pareto_latency")

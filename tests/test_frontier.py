@@ -99,6 +99,10 @@ def test_a_run_of_some_groups_keeps_the_other_rows_with_their_commit(tmp_path: P
     # b (new) at 900 B and 99.46 beats a (old) at 1000 B: a lost its mark in the merge, b at 500 B keeps its.
     assert [r["pareto_bytes"] for r in rows] == [True, True, False, True]
     assert old[1]["pareto_bytes"]  # the old table's own rows are not changed in place
+    # Rows from another CPU would share the new dense row's latency: refused, naming both machines.
+    elsewhere = [{**r, "machine": "AMD EPYC (2 cores)"} for r in new]
+    with pytest.raises(ValueError, match=r"ran on AMD EPYC \(2 cores\) and the table's other rows on cpu;"):
+        frontier.carry(elsewhere, old)
     legacy = tmp_path / "legacy.csv"
     write_csv(legacy, [{k: v for k, v in r.items() if k not in ("commit", "machine")} for r in old])
     assert {(r["commit"], r["machine"]) for r in frontier.read_rows(legacy)} == {("unknown", "unknown")}
