@@ -102,7 +102,7 @@ def test_prune_self_distillation_targets_the_unpruned_models_own_logits(tiny_par
         model.classifier[-1].weight.mul_(50)  # untrained logits are nearly uniform: make its targets peaked
     split = load_split(tiny_params.data.root, train=True, limit=300, verify=False)
     cfg = replace(tiny_params.prune, distill_alpha=1.0, distill_temperature=2.0, finetune_epochs=1)
-    loss = unstructured._self_distillation(model, cfg, tiny_params.train, split, CPU)
+    loss = unstructured._self_distillation(model, cfg, split, CPU)
     idx = torch.arange(40, 104)
     plain = as_input(split.images[idx])
     with torch.no_grad():
@@ -110,8 +110,7 @@ def test_prune_self_distillation_targets_the_unpruned_models_own_logits(tiny_par
         assert loss(model(plain), plain, split.labels[idx], idx).item() == pytest.approx(0.0, abs=1e-5)
         unstructured.global_l1(model.to(memory_format=torch.contiguous_format), 0.8)
         assert loss(model(plain), plain, split.labels[idx], idx).item() > 0.01
-    assert unstructured._self_distillation(model, replace(cfg, distill_alpha=0.0), tiny_params.train, split,
-                                           CPU) is None
+    assert unstructured._self_distillation(model, replace(cfg, distill_alpha=0.0), split, CPU) is None
     passed: list[object] = []
     monkeypatch.setattr(unstructured, "gradual_fit", lambda *a: passed.append(a[-1]) or [])
     for alpha in (0.5, 0.0):
