@@ -91,8 +91,8 @@ def _smallest(p: Params, data: Data, base: Base) -> tuple[nn.Module, bytes]:
     student = _student(p, data, base)
     size = sum(t.numel() * t.element_size() for t in student.state_dict().values())
     gen = seeded(p.combine.seed)
-    # Rebuilt after seeding, as the combine stage loads its checkpoint: building draws the layers' init from
-    # torch's RNG, and global_vd's noise comes from it next, so this is the file the stage writes.
+    # Rebuilt after seeding, as the combine stage loads its checkpoint, so that nothing drawn from torch's RNG
+    # differs from the stage's run (global_vd's noise no longer draws from it: bignn/pruning/variational.py).
     model = float_model({"model_args": student.model_args, "state_dict": student.state_dict()}, "the student")
     prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
     blob = recipes.combined_file(p, model, paths.DENSE_MODEL.stat().st_size, size, data[0], gen, _device(p))[0]

@@ -144,8 +144,8 @@ def test_the_smallest_chain_trains_the_student_then_prunes_and_codes_it(syntheti
 
 
 def test_smallest_writes_the_file_the_distill_and_combine_stages_write(synthetic_root: Path, in_tmp: Path) -> None:
-    """The same params give the same bytes by either route, global_vd included: its dropout noise comes from
-    torch's global RNG, which the stages' loading of a checkpoint draws from after seeding."""
+    """The same params give the same bytes by either route, global_vd included (the stages load a checkpoint
+    after seeding, drawing from torch's global RNG; the dropout noise must not depend on it)."""
     (in_tmp / "models").mkdir()
     (in_tmp / "models" / "dense.pth").write_bytes(b"x" * 1000)
     raw = tiny_dict(data={"root": str(synthetic_root), "verify": False},

@@ -3,6 +3,8 @@ global_vd through prune_model."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -66,6 +68,24 @@ def test_learned_ranking_keeps_the_useful_input_and_returns_a_plain_model() -> N
     global_vd(model, 0.875, log_alpha)  # keep 2 of the 16
     assert torch.equal(model[1].weight_mask[:, 0], torch.ones(2))
     assert int(model[1].weight_mask.sum()) == 2
+
+
+def test_noise_follows_the_runs_generator_not_torchs_global_rng() -> None:
+    # The combine stage builds its model (drawing from torch's global RNG) before it prunes; the seeds command
+    # once did not: the dropout's noise, and so the file, must depend on the run's seed alone.
+    torch.manual_seed(0)
+    start = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
+    spec = FitSpec(epochs=2, batch_size=100, lr=0.02, weight_decay=0.0, label_smoothing=0.0, max_shift=0.0,
+                   max_rotate=0.0, max_scale=0.0, schedule="cosine")
+    runs = []
+    for drawn_before, run_seed in ((0, 0), (5, 0), (0, 1)):
+        gen = seeded(run_seed)
+        torch.rand(drawn_before)  # as building a model between seeding and pruning does
+        model = copy.deepcopy(start)
+        log_alpha = variational.learn_log_alpha(model, spec, 1.0, _one_useful_input(), gen)
+        runs.append((log_alpha[model[1]], model[1].weight.detach().clone()))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+    assert not torch.equal(runs[0][0], runs[2][0])
 
 
 def test_prune_model_with_global_vd_reaches_the_amount(tiny_params: Params) -> None:

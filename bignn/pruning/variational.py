@@ -9,7 +9,9 @@ unstructured.global_vd then keeps the weights with the lowest, ranked across all
 
 The noise is drawn per output, not per weight (the local reparameterization trick): an output of mean
 layer(x; w) has variance layer(x^2; alpha w^2), so a step costs two of the layer's products and one draw per
-output. The draws come from torch's global RNG, as dropout's do.
+output. The draws come from a generator of the layer's own, seeded from the run's generator when the dropout
+epochs start: what they draw depends on the run's seed alone, not on whatever else used torch's global RNG
+before (building a model draws its initial weights from it).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ KL_WARMUP = 1 / 3
 
 
 class Variational(nn.Module):
-    """A conv or linear layer (held as `.layer`, its Parameters untouched) with a learned log sigma^2 per weight."""
+    """A conv or linear layer (held as `.layer`, its Parameters untouched) with a learned log sigma^2 per weight;
+    its noise comes from `noise` (a generator on the layer's device), or torch's global RNG without one."""
 
-    def __init__(self, layer: nn.Conv2d | nn.Linear) -> None:
+    def __init__(self, layer: nn.Conv2d | nn.Linear, noise: torch.Generator | None = None) -> None:
         super().__init__()
         self.layer = layer
+        self.noise = noise
         # sigma^2 = e^-10: alpha starts near 0 for any weight larger than ~0.01, i.e. the layer as it was.
         self.log_sigma2 = nn.Parameter(torch.full_like(layer.weight, -10.0))
 
@@ -62,7 +66,7 @@ class Variational(nn.Module):
         else:
             var = F.linear(x * x, var_w)
         # Drawn in the default layout: into a channels-last tensor torch draws one number at a time, 9x slower.
-        noise = torch.randn_like(mean, memory_format=torch.contiguous_format)
+        noise = torch.randn(mean.shape, generator=self.noise, dtype=mean.dtype, device=mean.device)
         return mean + torch.sqrt(var + 1e-8) * noise
 
 
@@ -76,8 +80,11 @@ def learn_log_alpha(model: nn.Module, spec: FitSpec, beta: float, train: Split, 
     """Train `model` (in place: its weights move) with variational dropout on every conv and linear layer for
     spec.epochs, the loss spec's cross-entropy plus beta times the KL term per training image (beta ramps up over
     the first KL_WARMUP of the steps); returns each such layer's log alpha (contiguous, on the CPU). The model
-    comes back plain, on the CPU."""
-    wrapped = [(name, Variational(m)) for name, m in prunable(model)]
+    comes back plain, on the CPU. The noise is drawn from one generator on `device`, seeded by a draw from
+    `gen`."""
+    noise = torch.Generator(device=device)
+    noise.manual_seed(int(torch.randint(2**62, (), generator=gen)))
+    wrapped = [(name, Variational(m, noise)) for name, m in prunable(model)]
     for name, v in wrapped:
         _swap(model, name, v)
     total = spec.epochs * -(-len(train) // spec.batch_size)
