@@ -9,7 +9,9 @@ same -S overrides (commands/params.py; params.yaml itself where there is no conf
 models the pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and,
 for `combined`, the committed channel model), and scores each result on the test set. `--holdout N` scores on
 the last N training images instead and trains without them, the dense model a pruned run starts from (or a
-student distills from) included. The compressed forms (`compressed`, `combined`) are scored as evaluate
+student distills from) included; `--holdout-writers` does the same with every training image of 46 writers,
+half of them students like half the test set's (commands/writers.py), a split that reads more like the test
+set. The compressed forms (`compressed`, `combined`) are scored as evaluate
 scores them: decoded from their bytes. Writes no model file;
 `--save` writes the runs to metrics/seeds/<model>.json, from which README's seed table is generated
 (`python -m commands tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
@@ -24,6 +26,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,7 +42,7 @@ from bignn.metrics import machine_metrics
 from bignn.pruning.unstructured import prune_model
 from bignn.runtime import cli, resolve_device, seeded, setup, use_device
 from bignn.training import score
-from commands import cluster, filebytes
+from commands import cluster, filebytes, writers
 from commands.params import compose
 
 Data = tuple[Split, Split]
@@ -141,16 +144,22 @@ def base_params(overrides: Sequence[str]) -> dict[str, Any]:
     return with_overrides(yaml.safe_load(paths.PARAMS_FILE.read_text()), overrides)
 
 
-def holdout_split(train: Split, holdout: int) -> Data:
-    """The training split without its last `holdout` images, and those images: a recipe is chosen on them,
-    never on the test set."""
-    if not 0 < holdout < len(train):
-        raise ValueError(f"--holdout must be between 1 and the {len(train) - 1} training images, got {holdout}")
-    cut = len(train) - holdout
-    return (Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:]))
+def holdout_split(train: Split, holdout: int | Path) -> Data:
+    """The training split without the images held out, and those images: a recipe is chosen on them, never on
+    the test set. `holdout` is a count (the last ones) or a file of training indices (commands/writers.py:
+    every image of some writers, whom the rest then never saw); the order within each part is the training
+    set's."""
+    if isinstance(holdout, Path):
+        held = torch.zeros(len(train), dtype=torch.bool)
+        held[writers.load(holdout, train.labels)] = True
+    else:
+        if not 0 < holdout < len(train):
+            raise ValueError(f"--holdout must be between 1 and the {len(train) - 1} training images, got {holdout}")
+        held = torch.arange(len(train)) >= len(train) - holdout
+    return (Split(train.images[~held], train.labels[~held]), Split(train.images[held], train.labels[held]))
 
 
-def dense_base(params: Params, data: Data, holdout: int) -> Base:
+def dense_base(params: Params, data: Data, holdout: int | Path) -> Base:
     """What pruned, compressed and channel runs start from, and a distilled student's teacher: the committed
     dense model, or with `holdout` one trained here once (on first use, seed `seed`) without the held-out
     images, which the committed model has seen: a recipe is then judged on images neither its starting point
@@ -173,11 +182,11 @@ def file_size(blob: bytes) -> dict[str, Any]:
     return {"bytes": len(blob), **({"parts": filebytes.report(blob)["parts"]} if blob.startswith(RANGE_MAGIC) else {})}
 
 
-def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0) -> list[dict[str, Any]]:
-    """One row per seed: the seed, the accuracy (%) on the test set (or, with `holdout`, on the last `holdout`
-    training images, which the run then trains without, and so does the dense model a pruned, compressed or
-    channel run starts from or a student distills from: see dense_base) and the seconds it took (the first
-    held-out seed's includes the dense model's training)."""
+def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int | Path = 0) -> list[dict[str, Any]]:
+    """One row per seed: the seed, the accuracy (%) on the test set (or, with `holdout`, on the training images
+    it holds out (holdout_split), which the run then trains without, and so does the dense model a pruned,
+    compressed or channel run starts from or a student distills from: see dense_base) and the seconds it took
+    (the first held-out seed's includes the dense model's training)."""
     if model not in MODELS:
         raise ValueError(f"model: expected one of {sorted(MODELS)}, got {model!r}")
     if holdout and model == "combined":
@@ -206,7 +215,9 @@ def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int = 0)
 def run_dask(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     """One Dask task per seed (commands/cluster.py): each runs this command for its seed in a clone of the
     commit, with the commit's models pulled from the DVC remote; the rows come back in seed order."""
-    own = [*[a for o in args.overrides for a in ("-S", o)], *(["--holdout", str(args.holdout)] if args.holdout else [])]
+    own = [*[a for o in args.overrides for a in ("-S", o)],
+           *(["--holdout", str(args.holdout)] if args.holdout else []),
+           *(["--holdout-writers", str(args.holdout_writers)] if args.holdout_writers else [])]
     tasks = [(f"seeds-{args.model}-{seed}", ["commands", "seeds", args.model, "--seeds", str(seed), "--json", *own])
              for seed in args.seeds]
     results = cluster.run_modules(tasks, cluster=args.cluster, scheduler=args.scheduler, jobs=args.jobs,
@@ -237,21 +248,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("-S", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a param for these runs only (params.yaml is not changed)")
-    ap.add_argument("--holdout", type=int, default=0, metavar="N",
-                    help="train without the last N training images and score on them instead of the test set")
+    held = ap.add_mutually_exclusive_group()
+    held.add_argument("--holdout", type=int, default=0, metavar="N",
+                      help="train without the last N training images and score on them instead of the test set")
+    held.add_argument("--holdout-writers", type=Path, nargs="?", const=writers.HOLDOUT_FILE, metavar="FILE",
+                      help="the same with the training images FILE lists: by default every image of 46 writers "
+                           f"({writers.HOLDOUT_FILE}, commands/writers.py)")
     ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<name>.json")
     ap.add_argument("--name", help="the name --save writes under (default: the model's), e.g. smallest-kb8")
     ap.add_argument("--json", action="store_true", help="print each seed's row as JSON (what a Dask task returns)")
     cluster.add_arguments(ap, runners=("here", "dask"))
     args = ap.parse_args(argv)
-    if args.save and args.holdout:
+    holdout = args.holdout_writers or args.holdout
+    if args.save and holdout:
         raise ValueError("--save writes test-set results for README; a --holdout run only chooses a recipe")
     raw = base_params(args.overrides)
     params = params_from_dict(raw)
     setup(params.threads, params.kernels)
     device = use_device(params.device)
-    rows = run_dask(args, params.threads) if args.runner == "dask" else run(args.model, args.seeds, raw, args.holdout)
-    where = f" on the last {args.holdout} training images (held out)" if args.holdout else ""
+    rows = run_dask(args, params.threads) if args.runner == "dask" else run(args.model, args.seeds, raw, holdout)
+    where = (f" on the training images of {holdout}'s writers (held out)" if isinstance(holdout, Path) else
+             f" on the last {holdout} training images (held out)" if holdout else "")
     print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}{where}")
     if args.save:
         mean, std = mean_std(rows)
