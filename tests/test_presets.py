@@ -86,14 +86,15 @@ KB2_OWN = {"amount", "augment", "codebook_epochs", "method", "steps", "label_smo
 
 @pytest.mark.parametrize(("preset", "conv", "epochs", "smoothing", "own"), [
     ("kb8", [16, 32, 64], 15, 0.1, {"amount", "finetune_epochs", "codebook_epochs"}),
-    ("kb4", [16, 32, 64], 15, 0.1, {"amount", "finetune_epochs", "codebook_epochs"}),
+    ("kb4", [16, 32, 64], 15, 0.0, {"amount", "finetune_epochs", "codebook_epochs", "method", "steps",
+                                    "label_smoothing"}),
     ("kb2", [8, 16, 32], 20, 0.0, KB2_OWN)])
 def test_the_global_presets_set_their_student_and_the_rest_of_s8(preset: str, conv: list[int], epochs: int,
                                                                    smoothing: float, own: set[str]) -> None:
-    """kb8, kb4, kb2 (`# @package _global_`): the student's shape, epochs (and kb2's label smoothing) in
-    distill, s8's combine recipe with their own amount and fine-tune epochs or augmentation (and trained
-    shared values; kb2's learned ranking in one step, without label smoothing); nothing else moves, and one
-    key still overrides them."""
+    """kb8, kb4, kb2 (`# @package _global_`): the student's shape, epochs (and kb4's and kb2's label smoothing)
+    in distill, s8's combine recipe with their own amount and fine-tune epochs or augmentation (and trained
+    shared values; kb4's and kb2's learned ranking in one step, without label smoothing); nothing else moves,
+    and one key still overrides them."""
     default, s8, kb = _composed(), _composed("combine=s8"), _composed(f"combine={preset}")
     assert {k for k in default if default[k] != kb[k]} == {"combine", "distill"}
     assert {k for k in s8["combine"] if s8["combine"][k] != kb["combine"][k]} == own
