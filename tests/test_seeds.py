@@ -11,7 +11,7 @@ import yaml
 from bignn import paths
 from bignn.compression import decode_file
 from bignn.config import Params, params_from_dict
-from bignn.data import split_of
+from bignn.data import Split, split_of
 from bignn.io import save_checkpoint
 from bignn.training import score
 from commands import seeds
@@ -54,30 +54,34 @@ def test_summary_is_mean_and_std() -> None:
         seeds.run("nope", [0], tiny_dict())
 
 
-def test_holdout_trains_without_the_last_images_and_scores_on_them(synthetic_root: Path, in_tmp: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """--holdout N: the run trains on all but the last N training images and is scored on those N; the test
-    set is never read."""
-    seen: list[tuple[int, int]] = []
-    held: list[torch.Tensor] = []
+def watch_held_out_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Split, Split]]:
+    """The (train, scored) data each `student` seed run gets, its model a stand-in; reading the test set fails."""
+    seen: list[tuple[Split, Split]] = []
 
-    def fake(params: Params, data: tuple, base: object) -> torch.nn.Module:
-        seen.append((len(data[0]), len(data[1])))
-        held.append(data[1].images)
+    def fake(params: Params, data: tuple[Split, Split], base: object) -> torch.nn.Module:
+        seen.append(data)
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
 
-    def no_test(cfg: object, train: bool, limit: int | None = None) -> object:
+    def no_test(cfg: object, train: bool, limit: int | None = None) -> Split:
         assert train, "a held-out run read the test set"
         return real(cfg, train, limit)
 
     real = seeds.split_of
     monkeypatch.setitem(seeds.MODELS, "student", ("distill.seed", fake))
     monkeypatch.setattr(seeds, "split_of", no_test)
+    return seen
+
+
+def test_holdout_trains_without_the_last_images_and_scores_on_them(synthetic_root: Path, in_tmp: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--holdout N: the run trains on all but the last N training images and is scored on those N; the test
+    set is never read."""
+    seen = watch_held_out_runs(monkeypatch)
     raw = tiny_dict(data={"root": str(synthetic_root), "verify": False})
     rows = seeds.run("student", [0, 1], raw, holdout=300)
-    assert seen == [(1700, 300)] * 2 and len(rows) == 2
-    full = real(seeds.params_from_dict(raw).data, True)
-    assert torch.equal(held[0], full.images[-300:])
+    assert [(len(a), len(b)) for a, b in seen] == [(1700, 300)] * 2 and len(rows) == 2
+    full = split_of(seeds.params_from_dict(raw).data, True)
+    assert torch.equal(seen[0][1].images, full.images[-300:])
     with pytest.raises(ValueError, match="--holdout must be between 1 and the 1999 training images, got 2000"):
         seeds.run("student", [0], raw, holdout=2000)
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 import yaml
 
-from bignn.data import Split, load_split
+from bignn.data import load_split
 from commands import seeds, writers
 from tests.conftest import ROOT, tiny_dict
+from tests.test_seeds import watch_held_out_runs
 
 
 def qmnist_lines(per_writer: int = 100) -> list[str]:
@@ -75,19 +76,7 @@ def test_holdout_writers_trains_without_the_listed_images_and_scores_on_them(
     listed = [3, 10, 11, 500, 1999]
     path = in_tmp / "held.tsv"
     path.write_text(writers.render([(i, int(full.labels[i]), 0, 0) for i in listed]))
-    seen: list[tuple[Split, Split]] = []
-
-    def fake(params: object, data: tuple[Split, Split], base: object) -> torch.nn.Module:
-        seen.append(data)
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-
-    def no_test(cfg: object, train: bool, limit: int | None = None) -> object:
-        assert train, "a held-out run read the test set"
-        return real(cfg, train, limit)
-
-    real = seeds.split_of
-    monkeypatch.setitem(seeds.MODELS, "student", ("distill.seed", fake))
-    monkeypatch.setattr(seeds, "split_of", no_test)
+    seen = watch_held_out_runs(monkeypatch)
     (in_tmp / "params.yaml").write_text(yaml.safe_dump(tiny_dict(data={"root": str(synthetic_root),
                                                                        "verify": False})))
     seeds.main(["student", "--seeds", "0", "--holdout-writers", str(path)])
