@@ -24,6 +24,7 @@ from bignn.config import load_params
 from bignn.data import split_of
 from bignn.forms import load_model
 from bignn.runtime import cli, setup
+from bignn.training import predict
 
 
 def agreement(right_a: torch.Tensor, right_b: torch.Tensor) -> dict[str, Any]:
@@ -39,12 +40,6 @@ def agreement(right_a: torch.Tensor, right_b: torch.Tensor) -> dict[str, Any]:
             "lead": 100 * (b - c) / n, "stderr": 100 * math.sqrt(b + c) / n, "p": p}
 
 
-def correct(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    with torch.inference_mode():
-        return torch.cat([model(images[i:i + 500]).argmax(1) for i in range(0, len(images), 500)]) == labels
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("a", type=Path, help="a model file")
@@ -53,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     setup(params.threads, params.kernels)
     test = split_of(params.data, train=False)
-    r = agreement(*(correct(load_model(f), test.images, test.labels) for f in (args.a, args.b)))
+    with torch.inference_mode():
+        r = agreement(*(predict(load_model(f), test).argmax(1) == test.labels for f in (args.a, args.b)))
     print(f"{args.a}: {r['accuracy_a']:.2f}%  {args.b}: {r['accuracy_b']:.2f}%  on {r['n']:,} test images")
     print(f"right in one only: {r['only_a']} ({args.a.name}), {r['only_b']} ({args.b.name}); "
           f"{args.a.name} leads by {r['lead']:+.2f} ± {r['stderr']:.2f} pt (McNemar p = {r['p']:.3f})")

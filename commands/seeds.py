@@ -11,11 +11,10 @@ for `combined`, the committed channel model), and scores each result on the test
 the last N training images instead and trains without them, the dense model a pruned run starts from (or a
 student distills from) included; `--holdout-writers` does the same with every training image of 46 writers,
 half of them students like half the test set's (commands/writers.py), a split that reads more like the test
-set. The compressed forms (`compressed`, `combined`) are scored as evaluate
-scores them: decoded from their bytes. Writes no model file;
-`--save` writes the runs to metrics/seeds/<model>.json, from which README's seed table is generated
-(`python -m commands tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt
-needs three seeds or more.
+set. The compressed forms (`compressed`, `combined`) are scored as evaluate scores them: decoded from their
+bytes. Writes no model file; `--save` writes the runs to metrics/seeds/<model>.json, from which README's seed
+table is generated (`python -m commands tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a
+claim below ~0.2 pt needs three seeds or more.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from bignn import paths
 from bignn.config import Params
 from bignn.data import split_of
 from bignn.io import load_checkpoint
-from bignn.training import score
+from bignn.training import predict, score
 from commands import compare
 from tests.conftest import tiny_dict
 
@@ -37,7 +37,7 @@ def test_main_scores_both_files_as_evaluate_does(pruned_params: Params, capsys: 
     dense, pruned = (score(load_checkpoint(f)[0], test)["accuracy"] for f in (paths.DENSE_MODEL, paths.PRUNED_MODEL))
     assert out[0] == (f"{paths.DENSE_MODEL}: {dense:.2f}%  {paths.PRUNED_MODEL}: {pruned:.2f}%  "
                       f"on {len(test):,} test images")
-    right = [compare.correct(load_checkpoint(f)[0], test.images, test.labels)
+    right = [predict(load_checkpoint(f)[0], test).argmax(1) == test.labels
              for f in (paths.DENSE_MODEL, paths.PRUNED_MODEL)]
     only_dense, only_pruned = int((right[0] & ~right[1]).sum()), int((~right[0] & right[1]).sum())
     assert out[1].startswith(f"right in one only: {only_dense} (dense.pth), {only_pruned} (pruned.pth); "
