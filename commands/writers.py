@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from bignn.io import atomic_write_bytes
 from bignn.runtime import cli
 
 HOLDOUT_FILE = Path("data/holdout-writers.tsv")
@@ -99,9 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     opener = gzip.open if args.labels.suffix == ".gz" else open
     with opener(args.labels, "rt") as f:
         rows = choose(parse_qmnist(f.read().splitlines()))
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(render(rows))
-    tmp.replace(args.out)
+    atomic_write_bytes(args.out, render(rows).encode())
     writers = {r[3] for r in rows}
     students = sum(r[2] == STUDENTS for r in rows)
     print(f"{args.out}: {len(rows)} images of {len(writers)} writers ({students} students', "
