@@ -85,7 +85,7 @@ KB2_OWN = {"amount", "augment", "codebook_epochs", "method", "steps", "label_smo
 
 
 @pytest.mark.parametrize(("preset", "conv", "epochs", "smoothing", "own"), [
-    ("kb8", [16, 32, 64], 15, 0.1, {"amount", "finetune_epochs", "codebook_epochs"}),
+    ("kb8", [16, 32, 64], 30, 0.1, {"amount", "finetune_epochs", "codebook_epochs"}),
     ("kb4", [16, 32, 64], 15, 0.0, {"amount", "finetune_epochs", "codebook_epochs", "method", "steps",
                                     "label_smoothing"}),
     ("kb2", [8, 16, 32], 20, 0.0, KB2_OWN)])
