@@ -3,18 +3,20 @@
     python -m commands seeds channel --seeds 0 1 2
     python -m commands seeds pruned --seeds 0 1 2 -S prune.dropout=false -S prune.augment=0.5
     python -m commands seeds pruned -S prune=p99
+    python -m commands seeds smallest --holdout-writers -S combine=kb8 --candidate combine.amount=0.72
 
 Runs the stage's own run() once per seed, in this process, on the params `dvc exp run` would compose with the
-same -S overrides (commands/params.py; params.yaml itself where there is no conf/), and the
-models the pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and,
-for `combined`, the committed channel model), and scores each result on the test set. `--holdout N` scores on
-the last N training images instead and trains without them, the dense model a pruned run starts from (or a
-student distills from) included; `--holdout-writers` does the same with every training image of 46 writers,
-half of them students like half the test set's (commands/writers.py), a split that reads more like the test
-set. The compressed forms (`compressed`, `combined`) are scored as evaluate scores them: decoded from their
-bytes. Writes no model file; `--save` writes the runs to metrics/seeds/<model>.json, from which README's seed
-table is generated (`python -m commands tables`). On MNIST one seed moves accuracy by about 0.1 pt, so a
-claim below ~0.2 pt needs three seeds or more.
+same -S overrides (commands/params.py; params.yaml itself where there is no conf/), and the models the
+pipeline left in models/ (a retrained dense model for `dense`, else the committed dense model and, for
+`combined`, the committed channel model), and scores each result on the test set. `--holdout N` scores on the
+last N training images instead and trains without them, the dense model a pruned run starts from (or a student
+distills from) included; `--holdout-writers` does the same with every training image of 46 writers, half of
+them students like half the test set's (commands/writers.py), a split that reads more like the test set;
+`--candidate` (smallest only, held out) adds recipes that differ in combine.* or compress.*, each made from
+the same student a seed, trained once. The compressed forms (`compressed`, `combined`) are scored as evaluate
+scores them: decoded from their bytes. Writes no model file; `--save` writes the runs to
+metrics/seeds/<model>.json, from which README's seed table is generated (`python -m commands tables`). On
+MNIST one seed moves accuracy by about 0.1 pt, so a claim below ~0.2 pt needs three seeds or more.
 """
 
 from __future__ import annotations
@@ -90,13 +92,21 @@ def _combined(p: Params, data: Data, _base: Base) -> tuple[nn.Module, bytes]:
 def _smallest(p: Params, data: Data, base: Base) -> tuple[nn.Module, bytes]:
     """The student trained from its seed here (not the committed one: it may have seen a held-out split), then
     pruned and compressed as the combine stage does with `combine.source: student`."""
-    student = _student(p, data, base)
+    return _student_file(p, data, _student(p, data, base))
+
+
+def _student_file(p: Params, data: Data, student: nn.Module,
+                  pruned: Callable[[nn.Module], None] | None = None) -> tuple[nn.Module, bytes]:
+    """`student` pruned and compressed as the combine stage does with `combine.source: student` (the student
+    itself is left as it was); `pruned` sees the pruned model before it is coded."""
     size = sum(t.numel() * t.element_size() for t in student.state_dict().values())
     gen = seeded(p.combine.seed)
     # Rebuilt after seeding, as the combine stage loads its checkpoint, so that nothing drawn from torch's RNG
     # differs from the stage's run (global_vd's noise no longer draws from it: bignn/pruning/variational.py).
     model = float_model({"model_args": student.model_args, "state_dict": student.state_dict()}, "the student")
     prune_model(model, p.combine, p.train, *data, gen, device=_device(p))
+    if pruned is not None:
+        pruned(model)
     blob = recipes.combined_file(p, model, paths.DENSE_MODEL.stat().st_size, size, data[0], gen, _device(p))[0]
     return decode_file(blob), blob
 
@@ -181,25 +191,54 @@ def file_size(blob: bytes) -> dict[str, Any]:
     return {"bytes": len(blob), **({"parts": filebytes.report(blob)["parts"]} if blob.startswith(RANGE_MAGIC) else {})}
 
 
-def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int | Path = 0) -> list[dict[str, Any]]:
+def check_candidates(model: str, candidates: Sequence[Sequence[str]], holdout: int | Path) -> None:
+    """Candidates share one student per seed, so they may set only what is done to it after its training, and
+    they are compared on held-out images: a recipe is never chosen on the test set."""
+    if not candidates:
+        return
+    if model != "smallest":
+        raise ValueError(f"--candidate: only with smallest (its candidates share one student a seed), got {model}")
+    if not holdout:
+        raise ValueError("--candidate compares recipes: add --holdout N or --holdout-writers (never the test set)")
+    for item in (i for c in candidates for i in c):
+        if not item.startswith(CANDIDATE_KEYS):
+            raise ValueError(f"--candidate {item}: only {', '.join(k + '*' for k in CANDIDATE_KEYS)} keys, which "
+                             f"act after the shared student's training")
+
+
+# What a candidate may set: the combine stage's pruning and the coder, which act on the trained student.
+CANDIDATE_KEYS = ("combine.", "compress.")
+
+
+def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int | Path = 0,
+        candidates: Sequence[Sequence[str]] = ()) -> list[dict[str, Any]]:
     """One row per seed: the seed, the accuracy (%) on the test set (or, with `holdout`, on the training images
     it holds out (holdout_split), which the run then trains without, and so does the dense model a pruned,
     compressed or channel run starts from or a student distills from: see dense_base) and the seconds it took
-    (the first held-out seed's includes the dense model's training)."""
+    (the first held-out seed's includes the dense model's training). With `candidates` (smallest only, held
+    out), one row per seed and recipe instead: the student trained once a seed, then pruned and coded as `raw`
+    says and as each candidate's overrides say; `candidate` names the overrides ("" for `raw`'s own),
+    `before_coding` and `student_accuracy` are the pruned model's and the student's accuracy, and `seconds`
+    is the pruning and coding, the student's training in `student_seconds`."""
     if model not in MODELS:
         raise ValueError(f"model: expected one of {sorted(MODELS)}, got {model!r}")
     if holdout and model == "combined":
         raise ValueError("--holdout: combined starts from the committed channel or student model, which has seen "
                          "the held-out images; hold out with smallest (a student trained here) instead")
+    check_candidates(model, candidates, holdout)
     key, make = MODELS[model]
     rows = []
     base: Base | None = None
     for seed in seeds:
-        params = params_from_dict(with_overrides(raw, [f"{k}={seed}" for k in key.split(",")]))
+        own = [f"{k}={seed}" for k in key.split(",")]
+        params = params_from_dict(with_overrides(raw, own))
         t0 = time.perf_counter()
         train = split_of(params.data, train=True)
         data = holdout_split(train, holdout) if holdout else (train, split_of(params.data, train=False))
         base = base or dense_base(params, data, holdout)  # one held-out dense model serves every seed
+        if candidates:
+            rows += _candidate_rows(seed, raw, own, candidates, data, _student(params, data, base), t0)
+            continue
         made = make(params, data, base)
         trained, blob = made if isinstance(made, tuple) else (made, None)
         test = data[1]
@@ -211,12 +250,34 @@ def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int | Pa
     return rows
 
 
+def _candidate_rows(seed: int, raw: dict[str, Any], own: list[str], candidates: Sequence[Sequence[str]],
+                    data: Data, student: nn.Module, t0: float) -> list[dict[str, Any]]:
+    """One seed's student (trained since t0) made into `raw`'s file and each candidate's, scored held out, with
+    the student's own accuracy and each pruned model's before coding: where a file loses to its student."""
+    student_seconds = time.perf_counter() - t0
+    student_accuracy = score(student, data[1])["accuracy"]
+    rows = []
+    for overrides in ([], *candidates):
+        t1 = time.perf_counter()
+        before: list[float] = []
+        trained, blob = _student_file(params_from_dict(with_overrides(raw, [*own, *overrides])), data, student,
+                                      lambda m, out=before: out.append(score(m, data[1])["accuracy"]))
+        rows.append({"seed": seed, "candidate": " ".join(overrides), "accuracy": score(trained, data[1])["accuracy"],
+                     "before_coding": before[0], "student_accuracy": student_accuracy,
+                     "seconds": time.perf_counter() - t1, "student_seconds": student_seconds, **file_size(blob)})
+        print(f"smallest seed {seed} {rows[-1]['candidate'] or '(as -S says)'}: {rows[-1]['accuracy']:.2f}%, "
+              f"{len(blob):,} B ({before[0]:.2f}% before coding, the student {student_accuracy:.2f}%; "
+              f"{rows[-1]['seconds']:.0f} s)", flush=True)
+    return rows
+
+
 def run_dask(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     """One Dask task per seed (commands/cluster.py): each runs this command for its seed in a clone of the
     commit, with the commit's models pulled from the DVC remote; the rows come back in seed order."""
     own = [*[a for o in args.overrides for a in ("-S", o)],
            *(["--holdout", str(args.holdout)] if args.holdout else []),
-           *(["--holdout-writers", str(args.holdout_writers)] if args.holdout_writers else [])]
+           *(["--holdout-writers", str(args.holdout_writers)] if args.holdout_writers else []),
+           *[a for c in args.candidate for a in ("--candidate", *c)]]
     tasks = [(f"seeds-{args.model}-{seed}", ["commands", "seeds", args.model, "--seeds", str(seed), "--json", *own])
              for seed in args.seeds]
     results = cluster.run_modules(tasks, cluster=args.cluster, scheduler=args.scheduler, jobs=args.jobs,
@@ -253,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     held.add_argument("--holdout-writers", type=Path, nargs="?", const=writers.HOLDOUT_FILE, metavar="FILE",
                       help="the same with the training images FILE lists: by default every image of 46 writers "
                            f"({writers.HOLDOUT_FILE}, commands/writers.py)")
+    ap.add_argument("--candidate", action="append", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                    help="smallest, held out: also this recipe (combine.* and compress.* overrides on top of -S), "
+                         "made from the same student a seed; repeat for more")
     ap.add_argument("--save", action="store_true", help=f"write the runs to {paths.SEEDS_DIR}/<name>.json")
     ap.add_argument("--name", help="the name --save writes under (default: the model's), e.g. smallest-kb8")
     ap.add_argument("--json", action="store_true", help="print each seed's row as JSON (what a Dask task returns)")
@@ -265,10 +329,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = params_from_dict(raw)
     setup(params.threads, params.kernels)
     device = use_device(params.device)
-    rows = run_dask(args, params.threads) if args.runner == "dask" else run(args.model, args.seeds, raw, holdout)
+    check_candidates(args.model, args.candidate, holdout)
+    rows = (run_dask(args, params.threads) if args.runner == "dask" else
+            run(args.model, args.seeds, raw, holdout, args.candidate))
     where = (f" on the training images of {holdout}'s writers (held out)" if isinstance(holdout, Path) else
              f" on the last {holdout} training images (held out)" if holdout else "")
-    print(f"{args.model} {' '.join(args.overrides)}: {summary(rows)}{where}")
+    for candidate in dict.fromkeys(r.get("candidate", "") for r in rows):
+        print(f"{args.model} {' '.join(filter(None, [*args.overrides, candidate]))}: "
+              f"{summary([r for r in rows if r.get('candidate', '') == candidate])}{where}")
     if args.save:
         mean, std = mean_std(rows)
         write_json(paths.SEEDS_DIR / f"{args.name or args.model}.json", {

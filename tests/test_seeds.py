@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from bignn.config import Params, params_from_dict
 from bignn.data import Split, split_of
 from bignn.io import save_checkpoint
 from bignn.training import score
-from commands import seeds
+from commands import cluster, seeds
 from stages import combine, distill
 from tests.conftest import tiny_dict
 
@@ -164,3 +166,54 @@ def test_smallest_writes_the_file_the_distill_and_combine_stages_write(synthetic
     blob, _ = combine.run(params, in_tmp / "student.pth")
     assert rows[0]["bytes"] == len(blob) and rows[0]["accuracy"] == score(decode_file(blob),
                                                                           split_of(params.data, False))["accuracy"]
+
+
+def test_a_candidate_gives_what_its_own_run_gives(synthetic_root: Path, in_tmp: Path) -> None:
+    """`--candidate`: each recipe made from one student a seed reads as a run of its own with the same overrides
+    (the recipe before it, pruned from the same student, left that student as it was)."""
+    (in_tmp / "models").mkdir()
+    (in_tmp / "models" / "dense.pth").write_bytes(b"x" * 1000)
+    raw = tiny_dict(data={"root": str(synthetic_root), "verify": False},
+                    distill={"alpha": 0.0, "student": {"conv_channels": [4, 8], "hidden": [], "dropout": 0.0}},
+                    combine={"amount": 0.5, "finetune_epochs": 1, "source": "student"},
+                    compress={"coder": "range", "quantizer": "kmeans", "bits": 4})
+    rows = seeds.run("smallest", [1], raw, holdout=500, candidates=[["combine.amount=0.98", "compress.bits=3"]])
+    alone = seeds.run("smallest", [1], seeds.with_overrides(raw, ["combine.amount=0.98", "compress.bits=3"]),
+                      holdout=500)
+    assert [r["candidate"] for r in rows] == ["", "combine.amount=0.98 compress.bits=3"]
+    assert rows[1]["bytes"] < rows[0]["bytes"]  # 2% kept at 3 bits against 50% at 4
+    assert rows[0]["student_accuracy"] == rows[1]["student_accuracy"] > 50
+    assert rows[0]["before_coding"] > rows[1]["before_coding"]  # each its own pruned model, scored
+    assert (rows[1]["accuracy"], rows[1]["bytes"], rows[1]["parts"]) == (alone[0]["accuracy"], alone[0]["bytes"],
+                                                                         alone[0]["parts"])
+
+
+@pytest.mark.parametrize(("model", "holdout", "candidate", "message"), [
+    ("pruned", 500, "combine.amount=0.8", "only with smallest"),
+    ("smallest", 0, "combine.amount=0.8", "add --holdout N or --holdout-writers"),
+    ("smallest", 500, "distill.epochs=3", "--candidate distill.epochs=3: only combine.*, compress.* keys")])
+def test_candidates_are_refused_where_they_cannot_share_a_student_or_would_read_the_test_set(
+        model: str, holdout: int, candidate: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("*", r"\*").replace(".", r"\.")):
+        seeds.run(model, [0], tiny_dict(), holdout=holdout, candidates=[[candidate]])
+
+
+def test_dask_tasks_run_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--runner dask`: each seed's task is this command for that seed, its --candidate recipes included."""
+    tasks: list[tuple[str, list[str]]] = []
+
+    def fake_run_modules(given: list[tuple[str, list[str]]], **_: object) -> list[cluster.Result]:
+        tasks.extend(given)
+        rows = [[{"seed": int(name[-1]), "accuracy": 99.0, "seconds": 1.0}] for name, _ in given]
+        return [cluster.Result(name, "done", output=json.dumps(r)) for (name, _), r in zip(given, rows, strict=True)]
+
+    monkeypatch.setattr(cluster, "run_modules", fake_run_modules)
+    args = argparse.Namespace(model="smallest", seeds=[0, 1], overrides=["combine=kb8"], holdout=0,
+                              holdout_writers=Path("data/holdout-writers.tsv"),
+                              candidate=[["combine.amount=0.72"], ["combine.finetune_epochs=12", "compress.bits=3"]],
+                              cluster="local", scheduler=None, jobs=2, git_remote=None, dvc_remote=None)
+    assert [r["seed"] for r in seeds.run_dask(args, threads=1)] == [0, 1]
+    assert tasks[1] == ("seeds-smallest-1", [
+        "commands", "seeds", "smallest", "--seeds", "1", "--json", "-S", "combine=kb8",
+        "--holdout-writers", "data/holdout-writers.tsv", "--candidate", "combine.amount=0.72",
+        "--candidate", "combine.finetune_epochs=12", "compress.bits=3"])
