@@ -191,6 +191,10 @@ def file_size(blob: bytes) -> dict[str, Any]:
     return {"bytes": len(blob), **({"parts": filebytes.report(blob)["parts"]} if blob.startswith(RANGE_MAGIC) else {})}
 
 
+# What a candidate may set: the combine stage's pruning and the coder, which act on the trained student.
+CANDIDATE_KEYS = ("combine.", "compress.")
+
+
 def check_candidates(model: str, candidates: Sequence[Sequence[str]], holdout: int | Path) -> None:
     """Candidates share one student per seed, so they may set only what is done to it after its training, and
     they are compared on held-out images: a recipe is never chosen on the test set."""
@@ -204,10 +208,6 @@ def check_candidates(model: str, candidates: Sequence[Sequence[str]], holdout: i
         if not item.startswith(CANDIDATE_KEYS):
             raise ValueError(f"--candidate {item}: only {', '.join(k + '*' for k in CANDIDATE_KEYS)} keys, which "
                              f"act after the shared student's training")
-
-
-# What a candidate may set: the combine stage's pruning and the coder, which act on the trained student.
-CANDIDATE_KEYS = ("combine.", "compress.")
 
 
 def run(model: str, seeds: Sequence[int], raw: dict[str, Any], holdout: int | Path = 0,
