@@ -207,6 +207,8 @@ class DistillConfig:
     soft_targets: str
     seed: int
     label_smoothing: float
+    elastic: float
+    elastic_sigma: float
 
     SOFT_TARGETS = ("cached", "live")
 
@@ -221,6 +223,9 @@ class DistillConfig:
         _require(self.seed >= 0, f"{p}.seed", "an integer >= 0", self.seed)
         _require(0 <= self.label_smoothing < 1, f"{p}.label_smoothing", "a number in [0, 1)",
                  self.label_smoothing)
+        _require(0 <= self.elastic <= 100, f"{p}.elastic", "a number of pixels in [0, 100]", self.elastic)
+        _require(0.5 <= self.elastic_sigma <= 14, f"{p}.elastic_sigma", "a number of pixels in [0.5, 14]",
+                 self.elastic_sigma)
 
 
 @dataclass(frozen=True)

@@ -88,10 +88,11 @@ def load_split(root: str | Path, train: bool, limit: int = 0, verify: bool = Tru
 
 
 def augment(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator,
-            max_scale: float = 0.0) -> torch.Tensor:
+            max_scale: float = 0.0, elastic: float = 0.0, elastic_sigma: float = 4.0) -> torch.Tensor:
     """Random rotation, translation and (with max_scale) zoom by a factor in [1 - max_scale, 1 + max_scale] per
-    image, in one affine warp for the whole batch."""
-    if max_shift == 0 and max_rotate == 0 and max_scale == 0:
+    image, in one affine warp for the whole batch; with `elastic` > 0 each image is also bent by its own smooth
+    random field (elastic_offsets), in the same warp."""
+    if max_shift == 0 and max_rotate == 0 and max_scale == 0 and elastic == 0:
         return x
     n = x.shape[0]
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_rotate)
@@ -105,7 +106,29 @@ def augment(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Gen
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     # Drawn on the CPU generator whatever the device (the same batches on a GPU), then moved to the images.
     grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    if elastic > 0:  # drawn after the affine draws, so without it the stream is unchanged
+        grid = grid + elastic_offsets(n, x.shape[-2], x.shape[-1], elastic, elastic_sigma, gen).to(x.device)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _gaussian_rows(size: int, sigma: float) -> torch.Tensor:
+    """size x size matrix whose row i holds a normalized Gaussian centred on i: M @ v blurs v along one axis."""
+    pos = torch.arange(size, dtype=torch.float32)
+    w = torch.exp(-0.5 * ((pos[:, None] - pos[None, :]) / sigma) ** 2)
+    return w / w.sum(1, keepdim=True)
+
+
+def elastic_offsets(n: int, height: int, width: int, alpha: float, sigma: float,
+                    gen: torch.Generator) -> torch.Tensor:
+    """Simard et al. 2003's elastic distortion as n x height x width x 2 offsets for grid_sample: uniform noise in
+    [-1, 1] per pixel and axis, smoothed by a Gaussian of `sigma` px, times `alpha` px. sigma 4 and alpha 34 are
+    theirs (a pixel moves about 2 px on average, smoothly varying across the digit). The blur is two matrix
+    products, not a conv, so it is one plain GEMM whichever conv kernels the CPU has."""
+    noise = torch.rand(n, 2, height, width, generator=gen) * 2 - 1
+    field = _gaussian_rows(height, sigma) @ noise @ _gaussian_rows(width, sigma).T
+    # Pixels to grid units (2 / size per pixel); grid_sample's last axis is (x, y).
+    scale = torch.tensor([2.0 / width, 2.0 / height]) * alpha
+    return field.permute(0, 2, 3, 1) * scale
 
 
 def split_of(cfg: Any, train: bool, limit: int | None = None) -> Split:

@@ -86,7 +86,7 @@ def train_student(params: Params, train: Split, test: Split, gen: torch.Generato
     student = build_model(**model_args_from(cfg.student))
     spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=t.weight_decay,
                    label_smoothing=cfg.label_smoothing, max_shift=t.max_shift, max_rotate=t.max_rotate,
-                   max_scale=t.max_scale, schedule="onecycle")
+                   max_scale=t.max_scale, schedule="onecycle", elastic=cfg.elastic, elastic_sigma=cfg.elastic_sigma)
     loss_fn = None if teacher is None else teacher_loss(teacher, cfg, cfg.label_smoothing, train, device)
     history = fit(student, train, test, spec, gen, loss_fn=loss_fn,
                   desc="distill" if teacher is not None else "student", on_epoch=on_epoch, device=device)

@@ -27,6 +27,10 @@ class FitSpec:
     # onecycle: warm-up then anneal, for training from scratch; cosine: straight decay from lr,
     # for fine-tuning weights that are already good.
     schedule: str
+    # Simard et al.'s elastic distortion on top of the affine warp (bignn.data.elastic_offsets): its strength
+    # and smoothness in px; 0 leaves it out (and the random stream as it was).
+    elastic: float = 0.0
+    elastic_sigma: float = 4.0
 
 
 # Conv layers run in channels-last (NHWC) layout: oneDNN's CPU conv kernels are NHWC, so in the default NCHW
@@ -122,7 +126,8 @@ def fit(model: nn.Module, train: Split, test: Split | None, spec: FitSpec, gen: 
             if on_step is not None:
                 on_step(step, total, opt)
             idx = order[b * spec.batch_size:(b + 1) * spec.batch_size]
-            x = as_input(augment(train.images[idx], spec.max_shift, spec.max_rotate, gen, spec.max_scale))
+            x = as_input(augment(train.images[idx], spec.max_shift, spec.max_rotate, gen, spec.max_scale,
+                                 spec.elastic, spec.elastic_sigma))
             y = train.labels[idx]
             logits = model(x)
             if loss_fn is None:
