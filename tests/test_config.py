@@ -54,6 +54,8 @@ def test_tiny_params_build() -> None:
     ("channel", "label_smoothing", -0.1, "channel.label_smoothing"),
     ("distill", "label_smoothing", 1.0, "distill.label_smoothing"),
     ("distill", "soft_targets", "teacher", "distill.soft_targets"),
+    ("distill", "elastic", -1.0, "distill.elastic"),
+    ("distill", "elastic_sigma", 0.0, "distill.elastic_sigma"),
     ("compress", "coder", "zip", "compress.coder"),
     ("compress", "quantizer", "kmeans", "compress.quantizer"),
     ("data", "source", "ftp", "data.source"),

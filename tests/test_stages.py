@@ -14,7 +14,7 @@ from bignn import paths, training
 from bignn.channels import kept_widths, l1_keep, prune_channels, widths
 from bignn.channels import layers as channel_layers
 from bignn.config import ConfigError, Params, params_from_dict, replace
-from bignn.data import augment, load_split
+from bignn.data import augment, elastic_offsets, load_split
 from bignn.forms import load_model
 from bignn.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from bignn.live import epoch_logger
@@ -477,3 +477,54 @@ def test_augment_zoom_scales_the_digit_and_leaves_the_old_stream_alone() -> None
     torch.rand(64, generator=ref), torch.rand(64, 2, generator=ref)
     assert torch.equal(torch.rand(5, generator=gen), torch.rand(5, generator=ref))
     assert torch.equal(augment(square, 0.0, 0.0, gen, max_scale=0.0), square)
+
+
+def test_elastic_bends_each_image_smoothly_after_the_affine_draws() -> None:
+    square = torch.zeros(16, 1, 28, 28)
+    square[:, :, 10:18, 10:18] = 1.0
+    gen, ref = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    bent = augment(square, 2.0, 10.0, gen, max_scale=0.1, elastic=34.0, elastic_sigma=4.0)
+    # The affine draws come first, as without it (angles, shifts, zooms), then one field per image.
+    torch.rand(16, generator=ref), torch.rand(16, 2, generator=ref), torch.rand(16, generator=ref)
+    torch.rand(16, 2, 28, 28, generator=ref)
+    assert torch.equal(torch.rand(5, generator=gen), torch.rand(5, generator=ref))
+    # The same affine warp without the field: the field moved ink, and differently in each image.
+    plain = augment(square, 2.0, 10.0, torch.Generator().manual_seed(2), max_scale=0.1)
+    moved = (bent - plain).abs().sum(dim=(1, 2, 3))
+    assert moved.min() > 1.0 and len(set(moved.tolist())) == 16
+    # A bend, not a jump: the ink's centre stays within a few pixels of where the affine warp put it.
+    grid = torch.arange(28.0)
+
+    def centre(x: torch.Tensor) -> torch.Tensor:
+        w = x[:, 0] / x[:, 0].sum(dim=(1, 2), keepdim=True)
+        return torch.stack([(w.sum(2) * grid).sum(1), (w.sum(1) * grid).sum(1)], 1)
+
+    assert (centre(bent) - centre(plain)).norm(dim=1).max() < 4.0
+    # Alone it still runs (no early return), and its offsets scale with elastic and vary smoothly.
+    assert not torch.equal(augment(square, 0.0, 0.0, torch.Generator().manual_seed(0), elastic=10.0), square)
+    offsets = elastic_offsets(64, 28, 28, 34.0, 4.0, torch.Generator().manual_seed(3))
+    twice = elastic_offsets(64, 28, 28, 68.0, 4.0, torch.Generator().manual_seed(3))
+    assert offsets.shape == (64, 28, 28, 2) and torch.allclose(twice, 2 * offsets)
+    px = offsets * 14  # grid units to pixels
+    assert 1.0 < px.norm(dim=-1).mean() < 3.5  # about 2 px, as Simard et al.'s 34 and 4
+    # From one pixel to the next an offset changes by a fraction of its size, down and across.
+    down, across = (px[:, 1:] - px[:, :-1]).abs().mean(), (px[:, :, 1:] - px[:, :, :-1]).abs().mean()
+    assert max(down, across) < 0.25 * px.abs().mean()
+    rough = elastic_offsets(64, 28, 28, 34.0, 1.0, torch.Generator().manual_seed(3)) * 14
+    assert (rough[:, 1:] - rough[:, :-1]).abs().mean() > 2 * down  # a smaller sigma: a rougher field
+
+
+def test_distill_elastic_reaches_the_students_fit(tiny_params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bignn import recipes
+
+    seen = []
+    real_fit = recipes.fit
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append((args[3].elastic, args[3].elastic_sigma))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(recipes, "fit", spy)
+    params = replace(tiny_params, distill=replace(tiny_params.distill, alpha=0.0, elastic=20.0, elastic_sigma=3.0))
+    distill.train_student(params, None)
+    assert seen == [(20.0, 3.0)]
