@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bignn import paths, training
+from bignn import paths, recipes, training
 from bignn.channels import kept_widths, l1_keep, prune_channels, widths
 from bignn.channels import layers as channel_layers
 from bignn.config import ConfigError, Params, params_from_dict, replace
@@ -91,22 +91,23 @@ def test_prune_dropout_false_fine_tunes_without_dropout(tiny_params: Params, tra
 
 
 @pytest.fixture
-def augment_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float, float]]:
-    """The (max_shift, max_rotate, max_scale) of every augmentation call from here on."""
-    seen: list[tuple[float, float, float]] = []
+def augment_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, ...]]:
+    """The (max_shift, max_rotate, max_scale) of every augmentation call from here on (and its elastic, where a
+    call bends the digits: only the student's may)."""
+    seen: list[tuple[float, ...]] = []
     real = training.augment
 
     def spy(x: torch.Tensor, max_shift: float, max_rotate: float, gen: torch.Generator,
-            max_scale: float = 0.0) -> torch.Tensor:
-        seen.append((max_shift, max_rotate, max_scale))
-        return real(x, max_shift, max_rotate, gen, max_scale)
+            max_scale: float = 0.0, elastic: float = 0.0, elastic_sigma: float = 4.0) -> torch.Tensor:
+        seen.append((max_shift, max_rotate, max_scale, *([elastic] if elastic else [])))
+        return real(x, max_shift, max_rotate, gen, max_scale, elastic, elastic_sigma)
 
     monkeypatch.setattr(training, "augment", spy)
     return seen
 
 
 def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, trained: Path,
-                                                    augment_calls: list[tuple[float, float, float]]) -> None:
+                                                    augment_calls: list[tuple[float, ...]]) -> None:
     seen = augment_calls
     weights = {}
     zoomed = replace(tiny_params, train=replace(tiny_params.train, max_scale=0.1))  # all three parts scale
@@ -121,7 +122,7 @@ def test_prune_augment_scales_trainings_augmentation(tiny_params: Params, traine
 
 
 def test_channel_dropout_and_augment_reach_its_fine_tune(tiny_params: Params, trained: Path,
-                                                        augment_calls: list[tuple[float, float, float]]) -> None:
+                                                        augment_calls: list[tuple[float, ...]]) -> None:
     seen = augment_calls
     models = {}
     for dropout, scale in ((True, 1.0), (False, 1.0), (False, 0.5)):
@@ -515,8 +516,6 @@ def test_elastic_bends_each_image_smoothly_after_the_affine_draws() -> None:
 
 
 def test_distill_elastic_reaches_the_students_fit(tiny_params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bignn import recipes
-
     seen = []
     real_fit = recipes.fit
 
