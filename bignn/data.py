@@ -123,7 +123,8 @@ def elastic_offsets(n: int, height: int, width: int, alpha: float, sigma: float,
     """Simard et al. 2003's elastic distortion as n x height x width x 2 offsets for grid_sample: uniform noise in
     [-1, 1] per pixel and axis, smoothed by a Gaussian of `sigma` px, times `alpha` px. sigma 4 and alpha 34 are
     theirs (a pixel moves about 2 px on average, smoothly varying across the digit). The blur is two matrix
-    products, not a conv, so it is one plain GEMM whichever conv kernels the CPU has."""
+    products: under kernels: portable they go through oneDNN's fixed-order product (bignn/matmul.py), as the
+    affine grid's do, so the field has the same bits on every CPU (tests/test_portable_bytes.py)."""
     noise = torch.rand(n, 2, height, width, generator=gen) * 2 - 1
     field = _gaussian_rows(height, sigma) @ noise @ _gaussian_rows(width, sigma).T
     # Pixels to grid units (2 / size per pixel); grid_sample's last axis is (x, y).

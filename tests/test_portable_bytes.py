@@ -71,6 +71,33 @@ def test_a_few_default_training_steps_give_the_committed_bytes(tmp_path: Path) -
         f"the default kernels trained other bytes on this CPU ({md5}): see docs/reproducibility.md")
 
 
+# One batch of random images through the student's augmentation with distill.elastic 8 (affine warp, zoom and the
+# elastic field, whose Gaussian blur is two matrix products), kernels: portable, 2 threads. First computed on an
+# AMD EPYC Zen 3 (lscpu `AMD EPYC`); CI on another CPU checks it there.
+ELASTIC_MD5 = "8734f689d4d4cc07ddf6990ee8f766f6"
+
+ELASTIC_WARP = """
+import hashlib
+from bignn import kernels
+kernels.set_switches("portable")
+import torch
+from bignn.data import augment
+from bignn.runtime import setup
+
+setup(threads=2, kernels="portable")
+gen = torch.Generator().manual_seed(0)
+images = torch.rand(128, 1, 28, 28, generator=gen)
+bent = augment(images, 2.0, 10.0, gen, 0.1, 8.0, 4.0)
+print("md5", hashlib.md5(bent.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_the_elastic_warp_reaches_no_mkl_product_and_gives_the_committed_bytes(tmp_path: Path) -> None:
+    lines = _run(ELASTIC_WARP, tmp_path, MKL_VERBOSE="1")
+    assert not [line for line in lines if line.startswith("MKL_VERBOSE") and "NThr" in line]
+    assert _md5(lines) == ELASTIC_MD5, "the elastic warp gave other bytes on this CPU: see docs/reproducibility.md"
+
+
 def _sequential_fma(x: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:
     """x @ w.T summed the way oneDNN's AVX2 matmul sums: along k, one rounding per multiply-add, in blocks of
     `block` whose partial sums are added to the running result in turn. float64 holds each product exactly."""
