@@ -25,6 +25,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,22 @@ SEEDS = (0, 1, 2)
 FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV
 FRONTIER_PNG = paths.FRONTIER_PNG
 LEVELS = (99.5, 99.4, 99.3, 99.0)
+
+
+# What decides an experiment's files: the library, the stages, the params and presets, the pipeline, the pins.
+# A row queued on a commit where none of these differ from this checkout is what this checkout gives.
+CODE = ("bignn/", "stages/", "conf/", "dvc.yaml", "params.yaml", "requirements.txt")
+
+
+def code_changes(commit: str, cwd: str | Path | None = None) -> list[str] | None:
+    """The entries of CODE in which this checkout's files differ from `commit`'s; None where git cannot tell
+    (no repository, or a clone without that commit)."""
+    res = subprocess.run(["git", "diff", "--name-only", commit, "--", *CODE], cwd=cwd, capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        return None
+    changed = res.stdout.splitlines()
+    return [part for part in CODE if any(f == part or f.startswith(part) for f in changed)]
 
 
 def frontier_experiments(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,

@@ -3,6 +3,7 @@ point per accuracy level and the picture."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,29 @@ def test_preset_layers_count_the_nonzeros_of_each_presets_lowest_seed_file(tiny_
     fc = rows[2]
     assert fc["params"] == 8 * 7 * 7 * 16 and fc["nonzero"] <= fc["params"] // 2
     assert rows[0]["method"] == "student + unstructured + compressed"
+
+
+def test_code_changes_names_the_pipeline_parts_that_differ_from_a_commit(tmp_path: Path) -> None:
+    """A row is what this checkout gives only where its commit's pipeline code is this checkout's: the parts
+    that changed since (committed or not) are named; a commit git does not have gives None."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("config", "user.name", "t")
+    git("config", "user.email", "t@localhost")
+    for name in ("bignn/model.py", "conf/config.yaml", "dvc.yaml", "docs/frontier.md"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    first = git("rev-parse", "--short", "HEAD").strip()
+    assert frontier.code_changes(first, tmp_path) == []
+    (tmp_path / "docs/frontier.md").write_text("b\n")  # prose is not code
+    git("commit", "-qam", "docs")
+    assert frontier.code_changes(first, tmp_path) == []
+    (tmp_path / "conf/config.yaml").write_text("b\n")
+    git("commit", "-qam", "conf")
+    (tmp_path / "dvc.yaml").write_text("b\n")  # not committed yet: still this checkout's
+    assert frontier.code_changes(first, tmp_path) == ["conf/", "dvc.yaml"]
+    assert frontier.code_changes("0" * 40, tmp_path) is None

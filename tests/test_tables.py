@@ -78,6 +78,8 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     assert "channel" not in out  # only the methods that block names
     run = tables.render("<!-- begin frontier_run -->\n<!-- end frontier_run -->\n", metrics)
     assert "lscpu `" in run and "experiments queued on commit" in run  # commit or commits
+    # Whether the rows are what this checkout's code gives: said either way, from git.
+    assert ("This checkout's pipeline code" in run) != ("this checkout's `" in run and "changed:" in run)
 
 
 def test_the_smallest_presets_table_says_whether_each_goal_is_met(tmp_path: Path) -> None:
