@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -127,15 +128,32 @@ LEVELS = (99.5, 99.4, 99.3, 99.0)
 CODE = ("bignn/", "stages/", "conf/", "dvc.yaml", "params.yaml", "requirements.txt")
 
 
-def code_changes(commit: str, cwd: str | Path | None = None) -> list[str] | None:
-    """The entries of CODE in which this checkout's files differ from `commit`'s; None where git cannot tell
-    (no repository, or a clone without that commit)."""
-    res = subprocess.run(["git", "diff", "--name-only", commit, "--", *CODE], cwd=cwd, capture_output=True,
-                         text=True)
+def _git_out(args: Sequence[str], cwd: str | Path | None, stdin: str | None = None) -> str:
+    res = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True)
     if res.returncode != 0:
-        return None
-    changed = res.stdout.splitlines()
-    return [part for part in CODE if any(f == part or f.startswith(part) for f in changed)]
+        raise ValueError(f"git {args[0]} failed: {res.stderr.strip()[-300:]}")
+    return res.stdout
+
+
+def code_digests(commit: str | None = None, cwd: str | Path | None = None) -> dict[str, str]:
+    """Per entry of CODE, a digest of its tracked files (their paths and git's blob ids): at `commit`, or in
+    this checkout's files, committed or not, where None. Blob ids, not history: a shallow clone can tell too."""
+    if commit:
+        lines = _git_out(["ls-tree", "-r", commit, "--", *CODE], cwd).splitlines()
+        blobs = {line.split("\t", 1)[1]: line.split()[2] for line in lines}
+    else:
+        paths_ = [f for f in _git_out(["ls-files", "--", *CODE], cwd).splitlines() if Path(cwd or ".", f).exists()]
+        ids = _git_out(["hash-object", "--stdin-paths"], cwd, "".join(f"{f}\n" for f in paths_)).split()
+        blobs = dict(zip(paths_, ids, strict=True))
+    return {part: hashlib.sha1("".join(f"{f} {b}\n" for f, b in sorted(blobs.items())
+                                       if f == part or f.startswith(part)).encode()).hexdigest()[:12]
+            for part in CODE}
+
+
+def code_changes(digests: Mapping[str, str], cwd: str | Path | None = None) -> list[str]:
+    """The entries of CODE in which this checkout's files differ from those `digests` (code_digests) describe."""
+    here = code_digests(None, cwd)
+    return [part for part in CODE if digests.get(part) != here[part]]
 
 
 def frontier_experiments(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
@@ -426,11 +444,14 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True) -> list[dic
     write_csv(paths.FRONTIER_LAYERS_CSV, layers)
     params = load_params()
     baseline = list(dict.fromkeys(p["commit"] for p in pts))  # the commits this run's points came from
+    # Rows of earlier runs still in the table: the commits they name, and their code as that run recorded it.
+    carried = sorted({c for r in rows for c in r["commit"].split(" + ")} - set(baseline))
+    old = json.loads(paths.FRONTIER_JSON.read_text()).get("code", {}) if paths.FRONTIER_JSON.exists() else {}
     write_json(paths.FRONTIER_JSON, {
         "baseline": baseline,
         "experiments": sorted(n for n, _ in experiments(shown) if group_of(n)),
-        # Rows of earlier runs still in the table: the commits they name.
-        "carried": sorted({c for r in rows for c in r["commit"].split(" + ")} - set(baseline)),
+        "carried": carried,
+        "code": {**{c: old[c] for c in carried if c in old}, **{c: code_digests(c) for c in baseline}},
         "machine": machine_metrics(params.threads, params.kernels)})
     return rows
 

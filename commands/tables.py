@@ -14,7 +14,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,25 +108,25 @@ def frontier_run(metrics: Path) -> str:
     earlier = (f" The rows of {'commit' if len(carried) == 1 else 'commits'} {', '.join(carried)} come from an "
                "earlier run of other groups (each row names its commit and CPU).") if carried else ""
     return (f"{len(d['experiments'])} experiments queued on {commits}{', '.join(d['baseline'])}, run on: "
-            f"{_machine_line(d['machine'])}.{earlier}{_code_line([*d['baseline'], *carried])}")
+            f"{_machine_line(d['machine'])}.{earlier}{_code_line(d.get('code', {}), [*d['baseline'], *carried])}")
 
 
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def _code_line(commits: Sequence[str]) -> str:
-    """Whether this checkout's pipeline code is that of the commits the rows name: where it is not, a row may
-    not be what the pipeline now gives."""
-    changes = {c: frontier.code_changes(c) for c in commits}
-    unknown = [c for c, changed in changes.items() if changed is None]
-    stale = {c: changed for c, changed in changes.items() if changed}
-    if unknown:
-        return f" Whether this checkout's code is that of {_and(unknown)}: git cannot tell here."
+def _code_line(recorded: Mapping[str, Mapping[str, str]], commits: Sequence[str]) -> str:
+    """Whether this checkout's pipeline code is that of the commits the rows name (their code digests, recorded
+    by the frontier run): where it is not, a row may not be what the pipeline now gives."""
+    missing = [c for c in commits if c not in recorded]
+    if missing:
+        return (f" The code of {_and(missing)} is not recorded: whether its rows are what this checkout gives is "
+                "unknown.")
+    stale = {c: changed for c in commits if (changed := frontier.code_changes(recorded[c]))}
     if not stale:
         whose = "that commit's" if len(commits) == 1 else "those commits'"
         return (f" This checkout's pipeline code ({_and([f'`{p}`' for p in frontier.CODE])}) is {whose}: every "
-                "row is what it gives now.")
+                "file the rows measured is what it gives now.")
     return "".join(f" Since {c} this checkout's {_and([f'`{p}`' for p in changed])} changed: its rows may not be "
                    "what the pipeline gives now (`python -m commands frontier` runs them again)." for c, changed in
                    stale.items())

@@ -194,27 +194,32 @@ def test_preset_layers_count_the_nonzeros_of_each_presets_lowest_seed_file(tiny_
     assert rows[0]["method"] == "student + unstructured + compressed"
 
 
-def test_code_changes_names_the_pipeline_parts_that_differ_from_a_commit(tmp_path: Path) -> None:
+def test_code_changes_names_the_pipeline_parts_that_differ_from_a_commits(tmp_path: Path) -> None:
     """A row is what this checkout gives only where its commit's pipeline code is this checkout's: the parts
-    that changed since (committed or not) are named; a commit git does not have gives None."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    that changed since (committed or not) are named, prose does not count, and a shallow clone can tell."""
+    def git(*args: str, cwd: Path = tmp_path) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
     git("init", "-q")
     git("config", "user.name", "t")
     git("config", "user.email", "t@localhost")
-    for name in ("bignn/model.py", "conf/config.yaml", "dvc.yaml", "docs/frontier.md"):
-        (tmp_path / name).parent.mkdir(exist_ok=True)
+    for name in ("bignn/model.py", "bignn/pruning/gradual.py", "conf/config.yaml", "dvc.yaml", "docs/frontier.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("a\n")
     git("add", ".")
     git("commit", "-q", "-m", "one")
-    first = git("rev-parse", "--short", "HEAD").strip()
-    assert frontier.code_changes(first, tmp_path) == []
+    recorded = frontier.code_digests(git("rev-parse", "HEAD").strip(), tmp_path)
+    assert recorded == frontier.code_digests(None, tmp_path) and frontier.code_changes(recorded, tmp_path) == []
     (tmp_path / "docs/frontier.md").write_text("b\n")  # prose is not code
     git("commit", "-qam", "docs")
-    assert frontier.code_changes(first, tmp_path) == []
+    assert frontier.code_changes(recorded, tmp_path) == []
     (tmp_path / "conf/config.yaml").write_text("b\n")
     git("commit", "-qam", "conf")
-    (tmp_path / "dvc.yaml").write_text("b\n")  # not committed yet: still this checkout's
-    assert frontier.code_changes(first, tmp_path) == ["conf/", "dvc.yaml"]
-    assert frontier.code_changes("0" * 40, tmp_path) is None
+    (tmp_path / "bignn/pruning/gradual.py").write_text("b\n")  # not committed: still this checkout's
+    assert frontier.code_changes(recorded, tmp_path) == ["bignn/", "conf/"]
+    assert frontier.code_changes(frontier.code_digests("HEAD", tmp_path), tmp_path) == ["bignn/"]
+    shallow = tmp_path.parent / "shallow"
+    git("clone", "-q", "--depth", "1", f"file://{tmp_path}", str(shallow))
+    assert frontier.code_changes(recorded, shallow) == ["conf/"]
+    with pytest.raises(ValueError, match="git ls-tree failed"):
+        frontier.code_digests("0" * 40, shallow)

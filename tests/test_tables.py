@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from commands import tables
+from commands import frontier, tables
 from tests.conftest import committed as git_committed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,8 +78,18 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     assert "channel" not in out  # only the methods that block names
     run = tables.render("<!-- begin frontier_run -->\n<!-- end frontier_run -->\n", metrics)
     assert "lscpu `" in run and "experiments queued on commit" in run  # commit or commits
-    # Whether the rows are what this checkout's code gives: said either way, from git.
+    # Whether the rows are what this checkout's code gives, from the code the run recorded: said either way.
     assert ("This checkout's pipeline code" in run) != ("this checkout's `" in run and "changed:" in run)
+    run_json = metrics / "frontier_run.json"
+    d = json.loads(run_json.read_text())
+    d["code"] = {c: frontier.code_digests() for c in d["baseline"]}
+    run_json.write_text(json.dumps(d))
+    assert "This checkout's pipeline code (`bignn/`, `stages/`" in tables.frontier_run(metrics)
+    d["code"][d["baseline"][0]] = {**d["code"][d["baseline"][0]], "conf/": "0" * 12}
+    run_json.write_text(json.dumps(d))
+    assert f"Since {d['baseline'][0]} this checkout's `conf/` changed:" in tables.frontier_run(metrics)
+    run_json.write_text(json.dumps({**d, "code": {}}))
+    assert "is not recorded" in tables.frontier_run(metrics)
 
 
 def test_the_smallest_presets_table_says_whether_each_goal_is_met(tmp_path: Path) -> None:
