@@ -7,6 +7,11 @@ the fastest model for an accuracy budget (not a pipeline stage).
                                               # table stay, each naming the commit it was run on)
     python -m commands frontier --collect-only  # only rebuild the table and the picture from `dvc exp show`
     python -m commands frontier --collect-only --baseline <commit> [<commit> ...]   # queued on earlier commits
+    python -m commands frontier --groups kb4 kb2 --points-only   # one part of a run: its points, not the table
+
+A run can come in parts (some groups per session, or per machine of one CPU type): every experiment's points
+are kept in metrics/frontier_points.json, and a later part on the same pipeline code and CPU adds its own to
+them, so the table of the last part holds every part's (parts on other code or another CPU are left out).
 
 Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
 combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
@@ -120,6 +125,9 @@ GROUPS: dict[str, Group] = {
 SEEDS = (0, 1, 2)
 FRONTIER_CSV = paths.FRONTIER_SWEEP_CSV
 FRONTIER_PNG = paths.FRONTIER_PNG
+# Every experiment's points (and its preset file's layers) that the table was made from, with the code digests of
+# the commits they ran on: what a later part of the same run adds to.
+POINTS_JSON = paths.METRICS_DIR / "frontier_points.json"
 LEVELS = (99.5, 99.4, 99.3, 99.0)
 
 
@@ -209,8 +217,8 @@ def _machine(data: Mapping[str, Any]) -> str:
 
 def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """One point per frontier experiment and method: its setting, accuracy, bytes and batch-1 latency, and where
-    it ran (the commit it was queued on, the CPU). An experiment name found under two baselines is an error:
-    which of the two is meant is not for this to guess."""
+    it ran (the experiment, the commit it was queued on, the CPU). An experiment name found under two baselines
+    is an error: which of the two is meant is not for this to guess."""
     seen: set[str] = set()
     for baseline in shown:
         for name, data in experiments([baseline]):
@@ -226,7 +234,7 @@ def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
             for method in (m for m in group.methods if made_here(m, params)):
                 file, keys = METHODS[method]
                 m = data["metrics"][file]["data"]
-                yield {"method": method, "setting": setting_label(params, keys, group.preset),
+                yield {"experiment": name, "method": method, "setting": setting_label(params, keys, group.preset),
                        "accuracy": m["accuracy"], "bytes": m["checkpoint_bytes"], "params": m["params_total"],
                        "latency_b1_ms": m["latency_b1_ms"], **where}
 
@@ -425,17 +433,52 @@ def _old_layers(kept: set[str]) -> list[dict[str, str]]:
         return [r for r in csv.DictReader(fh) if r["preset"] not in kept]
 
 
-def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True) -> list[dict[str, Any]]:
-    """Rows of the experiments queued on `baselines` (DVC files each under the commit it was queued on), with
-    the committed table's rows of every other method and setting when `keep` (see carry), and beside them
-    where this run ran (metrics/frontier_run.json: docs/ name the machine from it)."""
+def lowest_seed(layers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The layer rows of each preset's lowest-seed experiment."""
+    first: dict[str, int] = {}
+    for r in layers:
+        first[r["preset"]] = min(first.get(r["preset"], r["seed"]), r["seed"])
+    return [r for r in layers if r["seed"] == first[r["preset"]]]
+
+
+def earlier_parts(pts: Sequence[dict[str, Any]], code: Mapping[str, str], recorded: Mapping[str, Any],
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The points and layer rows `recorded` (a frontier_points.json) holds of experiments this run did not
+    measure, where they ran on this run's pipeline code and CPU: the earlier parts of one run. Any others are
+    another run's, and left out."""
+    names, machines = {p["experiment"] for p in pts}, {p["machine"] for p in pts}
+    same_code = {commit for commit, digests in recorded.get("code", {}).items() if digests == code}
+    kept = [p for p in recorded.get("points", []) if p["experiment"] not in names
+            and p["commit"] in same_code and p["machine"] in machines]
+    left = {p["experiment"] for p in recorded.get("points", [])} - names - {p["experiment"] for p in kept}
+    if left:
+        print(f"frontier: {len(left)} experiments of {POINTS_JSON} ran on other pipeline code or another CPU than "
+              f"this run: left out ({', '.join(sorted(left))})")
+    groups = {p["experiment"] for p in kept}
+    return kept, [r for r in recorded.get("layers", []) if f"{PREFIX}{r['preset']}-{r['seed']}" in groups]
+
+
+def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool = True) -> list[dict[str, Any]]:
+    """Rows of the experiments queued on `baselines` (DVC files each under the commit it was queued on) and of
+    the earlier parts of the same run (earlier_parts), with the committed table's rows of every other method
+    and setting when `keep` (see carry), and beside them where this run ran (metrics/frontier_run.json: docs/
+    name the machine from it). Every point goes to metrics/frontier_points.json; the table, the picture and
+    the layers only where `table`."""
     shown = json.loads(dvc("exp", "show", "--json", *[arg for rev in baselines for arg in ("--rev", rev)]))
     pts = list(points(shown))
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {', '.join(baselines)} in `dvc exp show`; run "
                            f"`python -m commands frontier` (or --baseline the commits they were queued on)")
+    code = {c: code_digests(c) for c in dict.fromkeys(p["commit"] for p in pts)}
+    recorded = json.loads(POINTS_JSON.read_text()) if POINTS_JSON.exists() else {}
+    more, more_layers = earlier_parts(pts, next(iter(code.values())), recorded)
+    pts += more
+    layers = lowest_seed(preset_layers(shown) + more_layers)
+    code |= {p["commit"]: recorded["code"][p["commit"]] for p in more}
+    write_json(POINTS_JSON, {"code": code, "layers": layers, "points": pts})
     rows = summarize(pts)
-    layers = preset_layers(shown)
+    if not table:
+        return rows
     if keep and FRONTIER_CSV.exists():
         rows = carry(rows, read_rows(FRONTIER_CSV))
         layers += _old_layers({r["preset"] for r in layers})
@@ -443,15 +486,15 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True) -> list[dic
     draw(rows, FRONTIER_PNG)
     write_csv(paths.FRONTIER_LAYERS_CSV, layers)
     params = load_params()
-    baseline = list(dict.fromkeys(p["commit"] for p in pts))  # the commits this run's points came from
+    baseline = list(code)  # the commits this run's points came from
     # Rows of earlier runs still in the table: the commits they name, and their code as that run recorded it.
     carried = sorted({c for r in rows for c in r["commit"].split(" + ")} - set(baseline))
     old = json.loads(paths.FRONTIER_JSON.read_text()).get("code", {}) if paths.FRONTIER_JSON.exists() else {}
     write_json(paths.FRONTIER_JSON, {
         "baseline": baseline,
-        "experiments": sorted(n for n, _ in experiments(shown) if group_of(n)),
+        "experiments": sorted({p["experiment"] for p in pts}),
         "carried": carried,
-        "code": {**{c: old[c] for c in carried if c in old}, **{c: code_digests(c) for c in baseline}},
+        "code": {**{c: old[c] for c in carried if c in old}, **code},
         "machine": machine_metrics(params.threads, params.kernels)})
     return rows
 
@@ -465,8 +508,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--baseline", nargs="+", default=["HEAD"], help="with --collect-only: the commits the "
                     "experiments were queued on, when there have been commits since (groups run at different "
                     "commits: name each)")
-    ap.add_argument("--only-this-run", action="store_true", help="write only this run's rows (by default the "
-                    "table keeps the rows of the methods and settings it did not measure, each naming its commit)")
+    ap.add_argument("--only-this-run", action="store_true", help="write only this run's rows, its earlier parts' "
+                    "included (by default the table keeps the rows of the methods and settings it did not "
+                    "measure, each naming its commit)")
+    ap.add_argument("--points-only", action="store_true", help="write only metrics/frontier_points.json, not the "
+                    "table, the picture or the layers: one part of a run that a later part completes")
     cluster.add_arguments(ap)
     args = ap.parse_args(argv)
     failed = ""  # the cluster's failed experiments, one line each
@@ -480,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         failed = cluster.failures(run_dask(frontier_experiments(args.groups, args.seeds), args, prefixes,
                                            load_params().threads))
-    rows = collect(args.baseline, keep=not args.only_this_run)
+    rows = collect(args.baseline, keep=not args.only_this_run, table=not args.points_only)
     print(markdown([{k: r[k] for k in ("method", "setting", "runs", "accuracy", "accuracy_std", "bytes",
                                        "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))
     print(markdown(best_per_level(rows)))

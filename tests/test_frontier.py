@@ -109,6 +109,38 @@ def test_a_run_of_some_groups_keeps_the_other_rows_with_their_commit(tmp_path: P
     assert {(r["commit"], r["machine"]) for r in frontier.read_rows(legacy)} == {("unknown", "unknown")}
 
 
+def test_a_run_in_parts_adds_the_earlier_parts_of_the_same_code_and_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """A frontier run in parts (some groups per session): a later part takes the recorded points of the
+    experiments it did not measure itself, where they ran on its pipeline code and CPU, and their presets'
+    layers; points of other code or another CPU, and of experiments it measured again, are not taken."""
+    shown = [{"rev": "new1234", "experiments": [_exp("frontier-light-0", 0.9, 0.5, 0, 99.4)]}]
+    pts = list(frontier.points(shown))
+    code = {"bignn/": "aaa", "stages/": "bbb"}
+
+    def recorded_points(name: str, commit: str, machine: str = "Xeon (2 cores)") -> list[dict[str, Any]]:
+        return [{**p, "experiment": name, "commit": commit, "machine": machine} for p in pts[:2]]
+
+    recorded = {"code": {"old1234": dict(code), "older12": {**code, "bignn/": "ccc"}},
+                "points": [*recorded_points("frontier-p99-0", "old1234"), *recorded_points("frontier-p99-1", "older12"),
+                           *recorded_points("frontier-light-0", "old1234"),
+                           *recorded_points("frontier-s16-0", "old1234", "AMD EPYC (2 cores)")],
+                "layers": [{"preset": "p99", "seed": 0, "layer": "fc"}, {"preset": "p99", "seed": 1, "layer": "fc"},
+                           {"preset": "s16", "seed": 0, "layer": "fc"}]}
+    kept, layers = frontier.earlier_parts(pts, code, recorded)
+    assert {p["experiment"] for p in kept} == {"frontier-p99-0"} and len(kept) == 2
+    assert layers == [{"preset": "p99", "seed": 0, "layer": "fc"}]
+    assert "2 experiments of metrics/frontier_points.json ran on other pipeline code or another CPU" in \
+        capsys.readouterr().out
+    # The table then averages them with this run's: the p99 setting's rows count the earlier part's run.
+    rows = frontier.summarize(pts + kept)
+    assert {r["commit"] for r in rows if r["method"] == "dense"} == {"new1234 + old1234"}
+    assert frontier.earlier_parts(pts, code, {}) == ([], [])
+    # Each preset's layers are its lowest seed's, whichever part measured it.
+    both = [{"preset": "p99", "seed": 2, "layer": "a"}, {"preset": "p99", "seed": 1, "layer": "a"},
+            {"preset": "kb4", "seed": 0, "layer": "b"}]
+    assert frontier.lowest_seed(both) == both[1:]
+
+
 def _row(method: str, acc: float, size: int, latency: float) -> dict[str, Any]:
     return {"method": method, "setting": "s", "runs": 3, "accuracy": acc, "accuracy_std": 0.05,
             "bytes": size, "latency_b1_ms": latency, "latency_std": 0.01, "commit": "abc1234", "machine": "cpu"}
