@@ -10,8 +10,9 @@ the fastest model for an accuracy budget (not a pipeline stage).
     python -m commands frontier --groups kb4 kb2 --points-only   # one part of a run: its points, not the table
 
 A run can come in parts (some groups per session, or per machine of one CPU type): every experiment's points
-are kept in metrics/frontier_points.json, and a later part on the same pipeline code and CPU adds its own to
-them, so the table of the last part holds every part's (parts on other code or another CPU are left out).
+are kept in metrics/frontier_points.json; a later run on the same pipeline code and CPU does not run those
+experiments again (--rerun does) and adds its own points to theirs, so the table of the last part holds every
+part's (parts on other code or another CPU are left out).
 
 Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
 combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
@@ -32,7 +33,7 @@ import math
 import os
 import statistics
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,22 +166,22 @@ def code_changes(digests: Mapping[str, str], cwd: str | Path | None = None) -> l
 
 
 def frontier_experiments(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
-                         target: str = "evaluate") -> list[Experiment]:
-    """One experiment per group and seed, named frontier-<group>-<seed>, run up to `target`."""
+                         target: str = "evaluate", skip: Collection[str] = ()) -> list[Experiment]:
+    """One experiment per group and seed, named frontier-<group>-<seed>, run up to `target`; none of `skip`."""
     exps = []
     for name in groups:
         group = GROUPS[name]
-        for seed in seeds:
+        for seed in (s for s in seeds if f"{PREFIX}{name}-{s}" not in skip):
             sets = {**group.sets, **{key: str(seed) for key in group.seed_keys}}
             exps.append(Experiment(f"{PREFIX}{name}-{seed}", tuple("=".join(kv) for kv in sets.items()), target))
     return exps
 
 
 def queue_commands(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
-                   target: str = "evaluate") -> list[list[str]]:
+                   target: str = "evaluate", skip: Collection[str] = ()) -> list[list[str]]:
     """One `dvc exp run --queue` per group and seed (DVC's own queue: --runner queue)."""
     return [["dvc", "exp", "run", "--queue", "-n", e.name, *[arg for kv in e.sets for arg in ("-S", kv)], e.target]
-            for e in frontier_experiments(groups, seeds, target)]
+            for e in frontier_experiments(groups, seeds, target, skip)]
 
 
 def group_of(experiment: str) -> Group | None:
@@ -209,10 +210,15 @@ def setting_label(params: Mapping[str, Any], keys: Sequence[str], preset: str = 
     return f"{label} ({preset})" if preset else label
 
 
+def machine_label(m: Mapping[str, Any]) -> str:
+    """A CPU as the table names it, from machine_metrics' dict: "AMD EPYC (2 cores)"."""
+    return f"{m['cpu']} ({m['physical_cores']} cores)"
+
+
 def _machine(data: Mapping[str, Any]) -> str:
     """The CPU an experiment ran on, from its metrics/machine.json ("unknown" where it has none)."""
     m = data["metrics"].get(paths.MACHINE_METRICS.as_posix(), {}).get("data")
-    return f"{m['cpu']} ({m['physical_cores']} cores)" if m else "unknown"
+    return machine_label(m) if m else "unknown"
 
 
 def points(shown: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -433,6 +439,10 @@ def _old_layers(kept: set[str]) -> list[dict[str, str]]:
         return [r for r in csv.DictReader(fh) if r["preset"] not in kept]
 
 
+def _recorded() -> dict[str, Any]:
+    return json.loads(POINTS_JSON.read_text()) if POINTS_JSON.exists() else {}
+
+
 def lowest_seed(layers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The layer rows of each preset's lowest-seed experiment."""
     first: dict[str, int] = {}
@@ -441,15 +451,23 @@ def lowest_seed(layers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in layers if r["seed"] == first[r["preset"]]]
 
 
-def earlier_parts(pts: Sequence[dict[str, Any]], code: Mapping[str, str], recorded: Mapping[str, Any],
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The points and layer rows `recorded` (a frontier_points.json) holds of experiments this run did not
-    measure, where they ran on this run's pipeline code and CPU: the earlier parts of one run. Any others are
-    another run's, and left out."""
-    names, machines = {p["experiment"] for p in pts}, {p["machine"] for p in pts}
+def _ran_here(recorded: Mapping[str, Any], code: Mapping[str, str], machine: str) -> list[dict[str, Any]]:
+    """The points `recorded` (a frontier_points.json) holds that ran on this pipeline code and this CPU."""
     same_code = {commit for commit, digests in recorded.get("code", {}).items() if digests == code}
-    kept = [p for p in recorded.get("points", []) if p["experiment"] not in names
-            and p["commit"] in same_code and p["machine"] in machines]
+    return [p for p in recorded.get("points", []) if p["commit"] in same_code and p["machine"] == machine]
+
+
+def recorded_here(recorded: Mapping[str, Any], code: Mapping[str, str], machine: str) -> set[str]:
+    """The experiments an earlier part of this run measured (same code, same CPU): not run again."""
+    return {p["experiment"] for p in _ran_here(recorded, code, machine)}
+
+
+def earlier_parts(names: Collection[str], code: Mapping[str, str], machine: str, recorded: Mapping[str, Any],
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The points and layer rows `recorded` holds of experiments this run (`names`) did not measure, where they
+    ran on this run's pipeline code and CPU: the earlier parts of one run. Any others are another run's, and
+    left out."""
+    kept = [p for p in _ran_here(recorded, code, machine) if p["experiment"] not in names]
     left = {p["experiment"] for p in recorded.get("points", [])} - names - {p["experiment"] for p in kept}
     if left:
         print(f"frontier: {len(left)} experiments of {POINTS_JSON} ran on other pipeline code or another CPU than "
@@ -466,13 +484,18 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool
     the layers only where `table`."""
     shown = json.loads(dvc("exp", "show", "--json", *[arg for rev in baselines for arg in ("--rev", rev)]))
     pts = list(points(shown))
-    if not pts:
-        raise RuntimeError(f"no {PREFIX}* experiments on {', '.join(baselines)} in `dvc exp show`; run "
-                           f"`python -m commands frontier` (or --baseline the commits they were queued on)")
-    code = {c: code_digests(c) for c in dict.fromkeys(p["commit"] for p in pts)}
-    recorded = json.loads(POINTS_JSON.read_text()) if POINTS_JSON.exists() else {}
-    more, more_layers = earlier_parts(pts, next(iter(code.values())), recorded)
+    params = load_params()
+    # This run's commits, code and CPU: its experiments', or where all of them came from earlier parts, HEAD's.
+    code = {c: code_digests(c) for c in dict.fromkeys(p["commit"] for p in pts)} or {
+        _git_out(["rev-parse", "--short=7", baselines[0]], None).strip(): code_digests(baselines[0])}
+    machine = pts[0]["machine"] if pts else machine_label(machine_metrics(params.threads, params.kernels))
+    recorded = _recorded()
+    more, more_layers = earlier_parts({p["experiment"] for p in pts}, next(iter(code.values())), machine, recorded)
     pts += more
+    if not pts:
+        raise RuntimeError(f"no {PREFIX}* experiments on {', '.join(baselines)} in `dvc exp show` or in "
+                           f"{POINTS_JSON}; run `python -m commands frontier` (or --baseline the commits they were "
+                           "queued on)")
     layers = lowest_seed(preset_layers(shown) + more_layers)
     code |= {p["commit"]: recorded["code"][p["commit"]] for p in more}
     write_json(POINTS_JSON, {"code": code, "layers": layers, "points": pts})
@@ -482,10 +505,9 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool
     if keep and FRONTIER_CSV.exists():
         rows = carry(rows, read_rows(FRONTIER_CSV))
         layers += _old_layers({r["preset"] for r in layers})
+    write_csv(paths.FRONTIER_LAYERS_CSV, layers)  # first: it refuses no rows, before the table is replaced
     write_csv(FRONTIER_CSV, rows)
     draw(rows, FRONTIER_PNG)
-    write_csv(paths.FRONTIER_LAYERS_CSV, layers)
-    params = load_params()
     baseline = list(code)  # the commits this run's points came from
     # Rows of earlier runs still in the table: the commits they name, and their code as that run recorded it.
     carried = sorted({c for r in rows for c in r["commit"].split(" + ")} - set(baseline))
@@ -513,19 +535,28 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "measure, each naming its commit)")
     ap.add_argument("--points-only", action="store_true", help="write only metrics/frontier_points.json, not the "
                     "table, the picture or the layers: one part of a run that a later part completes")
+    ap.add_argument("--rerun", action="store_true", help="run every experiment named, also those "
+                    "metrics/frontier_points.json holds from this code and CPU")
     cluster.add_arguments(ap)
     args = ap.parse_args(argv)
     failed = ""  # the cluster's failed experiments, one line each
     prefixes = tuple(f"{PREFIX}{g}-" for g in args.groups)
-    if args.collect_only:
+    params = load_params()
+    # Experiments an earlier part of this run measured on this code and CPU are not run again.
+    here = machine_label(machine_metrics(params.threads, params.kernels))
+    done = set() if args.rerun else recorded_here(_recorded(), code_digests("HEAD"), here)
+    exps = frontier_experiments(args.groups, args.seeds, skip=done)
+    if done and not args.collect_only:
+        print(f"frontier: {len(done)} experiments of {POINTS_JSON} ran on this code and CPU: not run again "
+              f"({', '.join(sorted(done))}; remove them from it to rerun)")
+    if args.collect_only or not exps:
         pass
     elif args.runner == "queue":
         jobs = args.jobs or 1
-        check_cores(jobs, load_params().threads, os.cpu_count() or 1)
-        run_queue(queue_commands(args.groups, args.seeds), jobs, prefixes)
+        check_cores(jobs, params.threads, os.cpu_count() or 1)
+        run_queue(queue_commands(args.groups, args.seeds, skip=done), jobs, prefixes)
     else:
-        failed = cluster.failures(run_dask(frontier_experiments(args.groups, args.seeds), args, prefixes,
-                                           load_params().threads))
+        failed = cluster.failures(run_dask(exps, args, prefixes, params.threads))
     rows = collect(args.baseline, keep=not args.only_this_run, table=not args.points_only)
     print(markdown([{k: r[k] for k in ("method", "setting", "runs", "accuracy", "accuracy_std", "bytes",
                                        "latency_b1_ms", "pareto_bytes", "pareto_latency")} for r in rows]))

@@ -126,7 +126,7 @@ def test_a_run_in_parts_adds_the_earlier_parts_of_the_same_code_and_cpu(capsys: 
                            *recorded_points("frontier-s16-0", "old1234", "AMD EPYC (2 cores)")],
                 "layers": [{"preset": "p99", "seed": 0, "layer": "fc"}, {"preset": "p99", "seed": 1, "layer": "fc"},
                            {"preset": "s16", "seed": 0, "layer": "fc"}]}
-    kept, layers = frontier.earlier_parts(pts, code, recorded)
+    kept, layers = frontier.earlier_parts({"frontier-light-0"}, code, "Xeon (2 cores)", recorded)
     assert {p["experiment"] for p in kept} == {"frontier-p99-0"} and len(kept) == 2
     assert layers == [{"preset": "p99", "seed": 0, "layer": "fc"}]
     assert "2 experiments of metrics/frontier_points.json ran on other pipeline code or another CPU" in \
@@ -134,7 +134,13 @@ def test_a_run_in_parts_adds_the_earlier_parts_of_the_same_code_and_cpu(capsys: 
     # The table then averages them with this run's: the p99 setting's rows count the earlier part's run.
     rows = frontier.summarize(pts + kept)
     assert {r["commit"] for r in rows if r["method"] == "dense"} == {"new1234 + old1234"}
-    assert frontier.earlier_parts(pts, code, {}) == ([], [])
+    assert frontier.earlier_parts({"frontier-light-0"}, code, "Xeon (2 cores)", {}) == ([], [])
+    # What the next part runs: the experiments no part ran on this code and CPU.
+    done = frontier.recorded_here(recorded, code, "Xeon (2 cores)")
+    assert done == {"frontier-p99-0", "frontier-light-0"}
+    assert [e.name for e in frontier.frontier_experiments(["light", "p99"], skip=done)] == [
+        "frontier-light-1", "frontier-light-2", "frontier-p99-1", "frontier-p99-2"]
+    assert frontier.recorded_here(recorded, code, "AMD EPYC (2 cores)") == {"frontier-s16-0"}
     # Each preset's layers are its lowest seed's, whichever part measured it.
     both = [{"preset": "p99", "seed": 2, "layer": "a"}, {"preset": "p99", "seed": 1, "layer": "a"},
             {"preset": "kb4", "seed": 0, "layer": "b"}]
