@@ -130,3 +130,23 @@ def test_the_cluster_table_compares_each_runner_with_the_queue(tmp_path: Path) -
     (metrics / "cluster" / "dask.json").write_text(json.dumps({**dask, "wall_seconds": 300.0}))
     out = tables.cluster(metrics)
     assert "| 200 s | 33.3 s | 1.00x |" in out and "| 300 s | 50.0 s | 1.50x |" in out
+
+
+def test_the_committed_frontier_table_is_the_mean_of_its_points(tmp_path: Path) -> None:
+    """Each row of metrics/frontier_sweep.csv that metrics/frontier_points.json holds points for is their mean
+    over the seeds, and any other row is an earlier run's, naming a carried commit: the table is what its
+    points give, and the run names every experiment they came from."""
+    committed = _committed(tmp_path)
+    recorded = json.loads((committed / frontier.POINTS_JSON.name).read_text())
+    run = json.loads((committed / frontier.FRONTIER_JSON.name).read_text())
+    means = {(r["method"], r["setting"]): r for r in frontier.summarize(recorded["points"])}
+    marks = ("pareto_bytes", "pareto_latency")  # taken over the whole table, carried rows included
+    for row in frontier.read_rows(committed / frontier.FRONTIER_CSV.name):
+        mean = means.pop((row["method"], row["setting"]), None)
+        if mean is None:
+            assert set(row["commit"].split(" + ")) <= set(run["carried"]), row
+        else:
+            assert {k: v for k, v in row.items() if k not in marks} == {
+                k: v for k, v in mean.items() if k not in marks}
+    assert not means  # every method and setting of the points is in the table
+    assert sorted({p["experiment"] for p in recorded["points"]}) == run["experiments"]
