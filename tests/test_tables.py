@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bignn import paths
 from commands import frontier, tables
 from tests.conftest import committed as git_committed
 
@@ -138,7 +139,7 @@ def test_the_committed_frontier_table_is_the_mean_of_its_points(tmp_path: Path) 
     points give, and the run names every experiment they came from."""
     committed = _committed(tmp_path)
     recorded = json.loads((committed / frontier.POINTS_JSON.name).read_text())
-    run = json.loads((committed / frontier.FRONTIER_JSON.name).read_text())
+    run = json.loads((committed / paths.FRONTIER_JSON.name).read_text())
     means = {(r["method"], r["setting"]): r for r in frontier.summarize(recorded["points"])}
     marks = ("pareto_bytes", "pareto_latency")  # taken over the whole table, carried rows included
     for row in frontier.read_rows(committed / frontier.FRONTIER_CSV.name):
