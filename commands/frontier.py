@@ -548,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     exps = frontier_experiments(args.groups, args.seeds, skip=done)
     if done and not args.collect_only:
         print(f"frontier: {len(done)} experiments of {POINTS_JSON} ran on this code and CPU: not run again "
-              f"({', '.join(sorted(done))}; remove them from it to rerun)")
+              f"({', '.join(sorted(done))}; --rerun runs them)")
     if args.collect_only or not exps:
         pass
     elif args.runner == "queue":
