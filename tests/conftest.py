@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -197,12 +198,24 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def pruned_files(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with models/ holding the tiny model trained on the synthetic digits and that model pruned one-shot
+    to 90%: trained once per worker (the same bytes every time), copied into each test that needs them."""
+    folder = tmp_path_factory.mktemp("pruned")
+    params = params_from_dict(tiny_dict(data={"root": str(synthetic_root), "verify": False}))
+    model, _ = train.run(params)
+    save_checkpoint(folder / paths.DENSE_MODEL, model)
+    params = replace(params, prune=replace(params.prune, finetune_epochs=0, amount=0.9))
+    model, _, _ = prune.run(params, folder / paths.DENSE_MODEL)
+    save_checkpoint(folder / paths.PRUNED_MODEL, model)
+    return folder
+
+
 @pytest.fixture
-def pruned_params(tiny_params: Params, in_tmp: Path) -> Params:
+def pruned_params(tiny_params: Params, in_tmp: Path, pruned_files: Path) -> Params:
     """A trained tiny model in models/, pruned one-shot to 90%; returns the params that pruned it."""
-    model, _ = train.run(tiny_params)
-    save_checkpoint(paths.DENSE_MODEL, model)
-    params = replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.9))
-    model, _, _ = prune.run(params, paths.DENSE_MODEL)
-    save_checkpoint(paths.PRUNED_MODEL, model)
-    return params
+    for path in (paths.DENSE_MODEL, paths.PRUNED_MODEL):
+        (in_tmp / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pruned_files / path, in_tmp / path)
+    return replace(tiny_params, prune=replace(tiny_params.prune, finetune_epochs=0, amount=0.9))

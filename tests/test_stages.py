@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,10 @@ from tests.conftest import tiny_dict
 
 
 @pytest.fixture
-def trained(tiny_params: Params, in_tmp: Path) -> Path:
-    model, _ = train.run(tiny_params)
-    save_checkpoint(paths.DENSE_MODEL, model)
+def trained(in_tmp: Path, pruned_files: Path) -> Path:
+    """models/dense.pth: train.run(tiny_params)'s model, trained once per worker (conftest.pruned_files)."""
+    paths.DENSE_MODEL.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pruned_files / paths.DENSE_MODEL, paths.DENSE_MODEL)
     return paths.DENSE_MODEL
 
 
