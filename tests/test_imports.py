@@ -37,19 +37,27 @@ def _modules(package: str) -> list[str]:
 
 STATE = """
 import json, os, torch, warnings
+umask = os.umask(0o022)
+os.umask(umask)  # read, not changed: a later step reads it again
 ops = {name: torch._C._dispatch_dump(name) for name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear")}
 print(json.dumps({"env": dict(os.environ), "capability": torch.backends.cpu.get_cpu_capability(),
                   "threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
-                  "umask": os.umask(0o022), "warnings": [repr(f) for f in warnings.filters], "ops": ops}))
+                  "umask": umask, "warnings": [repr(f) for f in warnings.filters], "ops": ops}))
 """
 
 
-def _state(imports: list[str]) -> dict:
-    code = "".join(f"import {m}\n" for m in imports) + STATE
+def _states(*steps: str) -> list[dict]:
+    """The state after each step of code, in one fresh process (a torch import is 1.5 s of CPU): a step's state
+    is what the steps before it and its own left."""
+    code = "".join(step + STATE for step in steps)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.splitlines()[-1])
+    return [json.loads(line) for line in out.stdout.splitlines()[-len(steps):]]
+
+
+def _imports_of(modules: list[str]) -> str:
+    return "".join(f"import {m}\n" for m in modules)
 
 
 def _third_party(modules: list[str]) -> list[str]:
@@ -71,7 +79,8 @@ def test_importing_every_module_changes_nothing() -> None:
     assert {"bignn.runtime", "bignn.matmul", "stages.train", "commands.seeds"} <= set(modules)
     others = _third_party(modules)
     assert {"torch", "numpy", "yaml"} <= set(others)
-    bare, after = _state(others), _state(others + modules)
+    # The same process before and after our modules: only they can have changed it.
+    bare, after = _states(_imports_of(others), _imports_of(modules))
     assert after["env"] == bare["env"]
     assert after["capability"] == bare["capability"]
     assert after["ops"] == bare["ops"]
@@ -81,12 +90,10 @@ def test_importing_every_module_changes_nothing() -> None:
 
 def test_the_set_up_call_is_what_changes_the_process() -> None:
     """The check above could not fail if nothing could change the state it reads: setup does."""
-    code = ("from bignn import kernels; kernels.set_switches('portable')\n"
-            "from bignn.runtime import setup; setup(1, 'portable')\n")
-    out = subprocess.run([sys.executable, "-c", code + STATE], cwd=ROOT, env=clean_env(), capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    after, bare = json.loads(out.stdout.splitlines()[-1]), _state(["bignn.kernels", "bignn.runtime"])
+    # Two processes: setup must come before torch's first op, which reading the state is.
+    [after] = _states("from bignn import kernels; kernels.set_switches('portable')\n"
+                      "from bignn.runtime import setup; setup(1, 'portable')\n")
+    [bare] = _states(_imports_of(["bignn.kernels", "bignn.runtime"]))
     assert after["ops"]["aten::mm"] != bare["ops"]["aten::mm"]  # the oneDNN routing is registered
     assert after["env"]["ATEN_CPU_CAPABILITY"] == "avx2" and after["deterministic"]
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from bignn import matmul
@@ -55,14 +56,35 @@ def _run(code: str, cwd: Path, **env: str) -> list[str]:
                           text=True, check=True, timeout=300).stdout.splitlines()
 
 
+def _sections(scripts: dict[str, str], cwd: Path, **env: str) -> dict[str, list[str]]:
+    """What each script prints, the scripts run one after another in one fresh process (a torch import is 1.5 s
+    of CPU): each starts as if alone (switches, set-up, its own seeds), and a line marks where it starts."""
+    code = "".join(f"print('--- {name}')\n{script}" for name, script in scripts.items())
+    out: dict[str, list[str]] = {}
+    for line in _run(code, cwd, **env):
+        if line.startswith("--- ") and line[4:] in scripts:
+            out[line[4:]] = []
+        elif out:
+            out[next(reversed(out))].append(line)
+    assert list(out) == list(scripts), out
+    return out
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """The default training steps, the elastic warp and the int8 file, each script's printed lines. No params.yaml
+    in the folder: the default kernels. MKL_VERBOSE prints a line for every MKL call."""
+    return _sections({"train": TRAIN_A_FEW_STEPS, "elastic": ELASTIC_WARP, "int8": QUANTIZE_A_SMALL_MODEL},
+                     tmp_path_factory.mktemp("fresh"), MKL_VERBOSE="1")
+
+
 def _md5(lines: list[str]) -> str:
     """What follows "md5 " on the line that starts with it."""
     return next(line.split(maxsplit=1)[1] for line in lines if line.startswith("md5 "))
 
 
-def test_a_few_default_training_steps_give_the_committed_bytes(tmp_path: Path) -> None:
-    # No params.yaml in the folder: the default kernels. MKL_VERBOSE prints a line for every MKL call.
-    lines = _run(TRAIN_A_FEW_STEPS, tmp_path, MKL_VERBOSE="1")
+def test_a_few_default_training_steps_give_the_committed_bytes(fresh: dict[str, list[str]]) -> None:
+    lines = fresh["train"]
     assert "kernels portable capability AVX2" in lines
     # MKL's float products take another path on AMD than on Intel: under portable nothing may reach MKL.
     assert not [line for line in lines if line.startswith("MKL_VERBOSE") and "NThr" in line]
@@ -92,8 +114,8 @@ print("md5", hashlib.md5(bent.numpy().tobytes()).hexdigest())
 """
 
 
-def test_the_elastic_warp_reaches_no_mkl_product_and_gives_the_committed_bytes(tmp_path: Path) -> None:
-    lines = _run(ELASTIC_WARP, tmp_path, MKL_VERBOSE="1")
+def test_the_elastic_warp_reaches_no_mkl_product_and_gives_the_committed_bytes(fresh: dict[str, list[str]]) -> None:
+    lines = fresh["elastic"]
     assert not [line for line in lines if line.startswith("MKL_VERBOSE") and "NThr" in line]
     assert _md5(lines) == ELASTIC_MD5, "the elastic warp gave other bytes on this CPU: see docs/reproducibility.md"
 
@@ -208,6 +230,6 @@ print("md5", hashlib.md5(int8_bytes(int8, model.model_args)).hexdigest())
 """
 
 
-def test_the_int8_file_is_the_same_whatever_the_cpus_int8_extensions(tmp_path: Path) -> None:
-    md5 = _md5(_run(QUANTIZE_A_SMALL_MODEL, tmp_path))
+def test_the_int8_file_is_the_same_whatever_the_cpus_int8_extensions(fresh: dict[str, list[str]]) -> None:
+    md5 = _md5(fresh["int8"])
     assert md5 == INT8_MD5, f"the int8 file has other bytes on this CPU ({md5}): see docs/reproducibility.md"
