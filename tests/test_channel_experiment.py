@@ -27,8 +27,9 @@ def test_channel_stage_writes_smaller_models_and_runs_its_own_experiments(repo: 
     assert m["channel"]["params_total"] < m["dense"]["params_total"] / 3 and m["channel"]["sparsity"] < 0.05
     assert m["channel_int8"]["checkpoint_bytes"] < m["channel"]["checkpoint_bytes"]
     assert abs(m["channel_int8"]["accuracy"] - m["channel"]["accuracy"]) < 5
-    # --temp: run in a temporary copy, so the workspace (and the tests after this one) keep the defaults.
-    out = sh(repo, "dvc", "exp", "run", "--temp", "-n", "channels", "-S", "channel.amount=0.25")
+    # --temp: run in a temporary copy, so the workspace (and the tests after this one) keep the defaults. Up to
+    # evaluate, as the sweep and frontier runners run theirs: export (8 s of CPU here) is not on its way.
+    out = sh(repo, "dvc", "exp", "run", "--temp", "-n", "channels", "-S", "channel.amount=0.25", "evaluate")
     assert "Running stage 'channel'" in out and "Running stage 'evaluate'" in out
     assert "Running stage 'train'" not in out and "Running stage 'prune'" not in out
     found = dict(sweep.experiments(json.loads(sh(repo, "dvc", "exp", "show", "--json"))))
