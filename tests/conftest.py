@@ -130,10 +130,13 @@ END_TO_END = ("test_pipeline.py", "test_queue.py", "test_channel_experiment.py",
 
 # The order pytest-xdist hands modules to its workers (pyproject.toml: --no-loadscope-reorder keeps it): the
 # longest end-to-end modules first, so that none of them starts last and runs alone on a half-idle machine (the
-# queue test did: 40 s at the end of the run), with a long unit module before them and two between them, which
-# the workers run while the session's tiny repo is built; the rest after, in file order.
-FIRST = ("test_stages.py", "test_queue.py", "test_cluster.py", "test_kernels.py", "test_config.py", "test_pipeline.py",
-         "test_channel_experiment.py", "test_cluster_seeds.py", "test_cluster_errors.py")
+# queue test did: 40 s at the end of the run), with a long unit module before them and two after them, which
+# the first worker runs while the session's tiny repo is built; the rest after, in file order. The queue module
+# holds one test, so its worker is handed the next module at once (xdist tops up a worker with two tests or
+# fewer left): an end-to-end one, which waits for the tiny repo anyway (a unit module there waited 110 s behind
+# the queue test while the other workers had nothing to run but waits).
+FIRST = ("test_stages.py", "test_queue.py", "test_cluster.py", "test_channel_experiment.py", "test_kernels.py",
+         "test_config.py", "test_pipeline.py", "test_cluster_seeds.py", "test_cluster_errors.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
