@@ -55,7 +55,9 @@ class ClusterError(OSError):
 
 @dataclass(frozen=True)
 class Experiment:
-    """One `dvc exp run`: its name, its `-S key=value` overrides, and the stage it runs up to ("" = all).
+    """One `dvc exp run`: its name, its `-S key=value` overrides, and the stage it runs up to ("" = all); force:
+    run that stage again even where DVC finds it up to date (an experiment whose overrides are the commit's own
+    params would get the commit's outputs, its timings measured wherever dvc.lock was committed).
 
     A name stands for its overrides on a commit: a task that finds its name pushed already returns that result
     (run_experiment), so two experiments with other overrides must never share a name (see named)."""
@@ -63,6 +65,14 @@ class Experiment:
     name: str
     sets: tuple[str, ...] = ()
     target: str = ""
+    force: bool = False
+
+    def target_args(self) -> list[str]:
+        """What `dvc exp run` takes after the overrides: the target, `-f -s` before it where forced (the target
+        alone runs again; everything upstream is the commit's, as the overrides change nothing)."""
+        if self.force and not self.target:
+            raise ValueError(f"{self.name}: force needs a target stage")
+        return ["-f", "-s", self.target] if self.force else [self.target] if self.target else []
 
 
 @dataclass(frozen=True)
@@ -160,11 +170,14 @@ def run_experiment(exp: Experiment, commit: str, remotes: Remotes) -> Result:
     try:
         t0 = time.perf_counter()
         _clone(work, commit, remotes, env)
+        if exp.force:  # `dvc exp run -f` pulls no missing dependency: the target's come first
+            _must(_run([sys.executable, "-m", "dvc", "pull", "--quiet", "--allow-missing", "--with-deps", exp.target],
+                       cwd=work, env=env), f"dvc pull {exp.target}")
         seconds["clone"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         sets = [arg for kv in exp.sets for arg in ("-S", kv)]
         res = _run([sys.executable, "-m", "dvc", "exp", "run", "--pull", "--allow-missing", "-n", exp.name, *sets,
-                    *([exp.target] if exp.target else [])], cwd=work, env=env)
+                    *exp.target_args()], cwd=work, env=env)
         seconds["run"] = time.perf_counter() - t0
         if res.returncode != 0:
             return Result(exp.name, "failed", stage_error(res.stdout + "\n" + res.stderr), where, seconds)

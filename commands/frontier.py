@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bignn import paths
 from bignn.config import load_params
 from bignn.io import write_csv, write_json
@@ -165,23 +167,37 @@ def code_changes(digests: Mapping[str, str], cwd: str | Path | None = None) -> l
     return [part for part in CODE if digests.get(part) != here[part]]
 
 
+def holds(params: Mapping[str, Any], sets: Mapping[str, str]) -> bool:
+    """Whether params (params.yaml's dict) already holds every `key: value` of sets (a preset such as
+    `prune: p99` names a file of conf/, not a value: never)."""
+    try:
+        return all(param(params, key) == yaml.safe_load(value) for key, value in sets.items())
+    except (KeyError, TypeError):
+        return False
+
+
 def frontier_experiments(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
-                         target: str = "evaluate", skip: Collection[str] = ()) -> list[Experiment]:
-    """One experiment per group and seed, named frontier-<group>-<seed>, run up to `target`; none of `skip`."""
+                         target: str = "evaluate", skip: Collection[str] = (),
+                         params: Mapping[str, Any] | None = None) -> list[Experiment]:
+    """One experiment per group and seed, named frontier-<group>-<seed>, run up to `target`; none of `skip`.
+    The one whose overrides params (the commit's params.yaml) already holds runs `target` again (force): DVC
+    would give it the commit's own outputs, measured on whichever machine committed dvc.lock."""
     exps = []
     for name in groups:
         group = GROUPS[name]
         for seed in (s for s in seeds if f"{PREFIX}{name}-{s}" not in skip):
             sets = {**group.sets, **{key: str(seed) for key in group.seed_keys}}
-            exps.append(Experiment(f"{PREFIX}{name}-{seed}", tuple("=".join(kv) for kv in sets.items()), target))
+            exps.append(Experiment(f"{PREFIX}{name}-{seed}", tuple("=".join(kv) for kv in sets.items()), target,
+                                   force=params is not None and holds(params, sets)))
     return exps
 
 
 def queue_commands(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] = SEEDS,
-                   target: str = "evaluate", skip: Collection[str] = ()) -> list[list[str]]:
+                   target: str = "evaluate", skip: Collection[str] = (),
+                   params: Mapping[str, Any] | None = None) -> list[list[str]]:
     """One `dvc exp run --queue` per group and seed (DVC's own queue: --runner queue)."""
-    return [["dvc", "exp", "run", "--queue", "-n", e.name, *[arg for kv in e.sets for arg in ("-S", kv)], e.target]
-            for e in frontier_experiments(groups, seeds, target, skip)]
+    return [["dvc", "exp", "run", "--queue", "-n", e.name, *[arg for kv in e.sets for arg in ("-S", kv)],
+             *e.target_args()] for e in frontier_experiments(groups, seeds, target, skip, params)]
 
 
 def group_of(experiment: str) -> Group | None:
@@ -545,7 +561,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Experiments an earlier part of this run measured on this code and CPU are not run again.
     here = machine_label(machine_metrics(params.threads, params.kernels))
     done = set() if args.rerun else recorded_here(_recorded(), code_digests("HEAD"), here)
-    exps = frontier_experiments(args.groups, args.seeds, skip=done)
+    committed = yaml.safe_load(paths.PARAMS_FILE.read_text())
+    exps = frontier_experiments(args.groups, args.seeds, skip=done, params=committed)
     if done and not args.collect_only:
         print(f"frontier: {len(done)} experiments of {POINTS_JSON} ran on this code and CPU: not run again "
               f"({', '.join(sorted(done))}; --rerun runs them)")
@@ -554,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.runner == "queue":
         jobs = args.jobs or 1
         check_cores(jobs, params.threads, os.cpu_count() or 1)
-        run_queue(queue_commands(args.groups, args.seeds, skip=done), jobs, prefixes)
+        run_queue(queue_commands(args.groups, args.seeds, skip=done, params=committed), jobs, prefixes)
     else:
         failed = cluster.failures(run_dask(exps, args, prefixes, params.threads))
     rows = collect(args.baseline, keep=not args.only_this_run, table=not args.points_only)

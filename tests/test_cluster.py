@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -100,6 +101,28 @@ def test_a_name_stands_for_its_overrides() -> None:
     a, b, c = sweep.grid([0.5]), sweep.grid([0.5], sets=["prune.seed=1"]), sweep.grid([0.5], [0])
     assert a == sweep.grid([0.5]) and len({a[0].name, b[0].name, c[0].name}) == 3
     assert a[0].name.startswith("sweep-0.5-") and c[0].name.startswith("sweep-0.5-s0-")
+
+
+def test_a_forced_experiment_pulls_its_targets_dependencies_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dvc exp run -f` skips the pull of missing dependencies that `--pull` does otherwise (DVC's stage/run.py):
+    in a fresh clone the forced target found no MNIST and no models. The task pulls them before it runs."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(cluster, "pushed", lambda *args: False)
+    monkeypatch.setattr(cluster, "_clone", lambda *args: None)
+    monkeypatch.setattr(cluster, "_run", lambda cmd, **kw: ran.append(list(cmd)) or subprocess.CompletedProcess(
+        cmd, 0, "", ""))
+    remotes = cluster.Remotes("origin.git", "store")
+    for force in (True, False):
+        ran.clear()
+        exp = Experiment("frontier-default-0", ("prune.seed=0",), "evaluate", force=force)
+        assert cluster.run_experiment(exp, "abc1234", remotes).status == "done"
+        dvc = [cmd[cmd.index("dvc") + 1:] for cmd in ran if "dvc" in cmd]
+        run = next(cmd for cmd in dvc if cmd[:2] == ["exp", "run"])
+        if force:
+            assert dvc[0] == ["pull", "--quiet", "--allow-missing", "--with-deps", "evaluate"]
+            assert run[-3:] == ["-f", "-s", "evaluate"]
+        else:
+            assert not any(cmd[0] == "pull" for cmd in dvc) and run[-2:] == ["prune.seed=0", "evaluate"]
 
 
 def test_a_task_run_again_returns_the_pushed_result(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

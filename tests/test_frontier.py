@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bignn.io import write_csv
 from commands import frontier
+from commands.cluster import Experiment
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STUDENT = {"conv_channels": [16, 32, 64], "hidden": [128]}
 
@@ -50,6 +54,23 @@ def test_one_experiment_per_group_and_seed_with_its_stage_seeds_set() -> None:
     assert not any(a.startswith("seed=") for c in cmds for a in c)
     assert [frontier.group_of(n) for n in names] == [frontier.GROUPS[g] for g in ("default",) * 2 + ("p99",) * 2]
     assert frontier.group_of("frontier-1-0") is None and frontier.group_of("sweep-p99-0") is None
+
+
+def test_the_experiment_whose_overrides_params_yaml_holds_runs_evaluate_again() -> None:
+    """frontier-default-0 sets every stage seed to params.yaml's own 0: DVC would hand back the committed outputs,
+    evaluate's timings measured on whichever machine committed dvc.lock. That one alone runs evaluate again."""
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cmds = frontier.queue_commands(["default", "light", "p99"], seeds=[0, 1], params=committed)
+    forced = [c[c.index("-n") + 1] for c in cmds if c[-3:] == ["-f", "-s", "evaluate"]]
+    assert forced == ["frontier-default-0"] and all(c[-1] == "evaluate" for c in cmds)
+    # The same on Dask; and params.yaml with another seed holds none of them.
+    [exp] = frontier.frontier_experiments(["default"], seeds=[0], params=committed)
+    assert exp.force and exp.target_args() == ["-f", "-s", "evaluate"]
+    other = {**committed, "prune": {**committed["prune"], "seed": 1}}
+    assert not any(e.force for e in frontier.frontier_experiments(["default"], seeds=[0, 1], params=other))
+    assert not frontier.frontier_experiments(["default"], seeds=[0])[0].force  # no params given: nothing forced
+    with pytest.raises(ValueError, match="x: force needs a target stage"):
+        Experiment("x", (), "", force=True).target_args()
 
 
 def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path) -> None:
