@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,10 +29,9 @@ from tests.conftest import tiny_dict
 
 
 @pytest.fixture
-def trained(in_tmp: Path, pruned_files: Path) -> Path:
-    """models/dense.pth: train.run(tiny_params)'s model, trained once per worker (conftest.pruned_files)."""
-    paths.DENSE_MODEL.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(pruned_files / paths.DENSE_MODEL, paths.DENSE_MODEL)
+def trained(pruned_params: Params) -> Path:
+    """models/dense.pth: train.run(tiny_params)'s model, trained once per worker (conftest's pruned_params puts
+    it in this test's folder)."""
     return paths.DENSE_MODEL
 
 
