@@ -23,6 +23,8 @@ from tests.dvc_repo import ROOT, assert_restored, copy_repo, metrics, outputs, r
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, str]) -> Path:
+    """A copy of the reproduced, committed tiny repo; each test leaves its outputs in step with its params.yaml
+    (the first test's experiment restored last), so no test starts with a `dvc repro`."""
     return copy_repo(tiny_template[0], tmp_path_factory.mktemp("repo"))
 
 
@@ -96,7 +98,6 @@ def test_repro_then_experiment_reprunes_without_retraining(repo: Path, tiny_temp
 
 
 def test_notebook_executes_top_to_bottom(repo: Path) -> None:
-    sh(repo, "dvc", "repro")  # a no-op when the first test already ran it
     nb = nbformat.read(ROOT / "notebooks" / "big_nn_pruning_experiments.ipynb", as_version=4)
     os.environ["BIGNN_ROOT"] = str(repo)
     try:
@@ -111,7 +112,6 @@ def test_notebook_executes_top_to_bottom(repo: Path) -> None:
 
 
 def test_remote_push_then_pull_in_a_fresh_clone(repo: Path, tmp_path: Path) -> None:
-    sh(repo, "dvc", "repro")
     sh(repo, "dvc", "remote", "add", "-f", "-d", "local", str(tmp_path / "remote"))
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-q", "--allow-empty", "-m", "results and a remote")
@@ -125,7 +125,6 @@ def test_remote_push_then_pull_in_a_fresh_clone(repo: Path, tmp_path: Path) -> N
 
 
 def test_bad_train_param_then_the_fix_restores_without_retraining(repo: Path) -> None:
-    sh(repo, "dvc", "repro")
     params = (repo / "params.yaml").read_text()
     first = outputs(repo)
     bad = yaml.safe_load(params)
