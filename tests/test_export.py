@@ -19,7 +19,13 @@ from stages import channel, export
 from tests.test_predict import draw_seven
 
 
-def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def dense_onnx(pruned_files: Path) -> bytes:
+    """The tiny dense model's ONNX file, exported once for the module: an export costs ~2 s of CPU."""
+    return to_onnx(load_checkpoint(pruned_files / paths.DENSE_MODEL)[0].eval())
+
+
+def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: Path, dense_onnx: bytes) -> None:
     out = export.run(pruned_params, {"dense": (paths.DENSE_MODEL, tmp_path / "d.onnx")})
     data, report = out["dense"]
     assert report["top1_agreement"] == 1.0 and report["max_abs_logit_diff"] < 1e-4
@@ -27,7 +33,7 @@ def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: P
     assert set(report["onnxruntime"]) == set(report["torch"]) == {"accuracy", "latency_b1_ms", "throughput_ips"}
     assert report["onnxruntime"]["latency_b1_ms"] > 0 and report["onnx_bytes"] == len(data)
     model = load_checkpoint(paths.DENSE_MODEL)[0].eval()
-    assert to_onnx(model) == data  # same bytes every time: DVC's hash of the file is stable
+    assert dense_onnx == data  # same bytes every time: DVC's hash of the file is stable
     # ... and in any checkout: no absolute path of this one inside (the exporter's stack traces carry them).
     assert str(Path(export.__file__).resolve().parents[1]).encode() not in data and b"model.py" not in data
     # ... nor where the model's class lives: moving the code does not change the file.
@@ -41,20 +47,21 @@ def test_onnx_runs_in_onnxruntime_as_in_torch(pruned_params: Params, tmp_path: P
         assert torch.allclose(run_logits(sess, test.images[:n]), expected, atol=1e-4)
 
 
-def test_an_export_that_predicts_other_digits_is_refused(pruned_params: Params, tmp_path: Path,
+def test_an_export_that_predicts_other_digits_is_refused(pruned_params: Params, tmp_path: Path, dense_onnx: bytes,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "to_onnx", lambda model: dense_onnx)  # the check is under test, not the export
     monkeypatch.setattr(onnx_export, "run_logits",
                         lambda sess, images, batch_size: -run_logits(sess, images, batch_size))
     with pytest.raises(ValueError, match=r"dense.pth: onnxruntime disagrees with torch on \d"):
         export.run(pruned_params, {"dense": (paths.DENSE_MODEL, tmp_path / "d.onnx")})
 
 
-def test_predict_reads_onnx_like_the_checkpoint(pruned_params: Params, tmp_path: Path) -> None:
-    onnx_path = tmp_path / "pruned.onnx"
-    onnx_path.write_bytes(to_onnx(load_checkpoint(paths.PRUNED_MODEL)[0]))
+def test_predict_reads_onnx_like_the_checkpoint(pruned_params: Params, tmp_path: Path, dense_onnx: bytes) -> None:
+    onnx_path = tmp_path / "dense.onnx"
+    onnx_path.write_bytes(dense_onnx)
     draw_seven((120, 90), (30, 10, 90, 80), dark_on_light=True, width=7).save(tmp_path / "d.png")
     from_onnx = predict.predict_file(tmp_path / "d.png", onnx_path)
-    assert torch.allclose(from_onnx, predict.predict_file(tmp_path / "d.png", paths.PRUNED_MODEL), atol=1e-5)
+    assert torch.allclose(from_onnx, predict.predict_file(tmp_path / "d.png", paths.DENSE_MODEL), atol=1e-5)
     bad = tmp_path / "bad.onnx"
     bad.write_text("not a model")
     with pytest.raises(ValueError, match=r"bad.onnx: onnxruntime cannot load it \(.*INVALID_PROTOBUF"):
