@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from filelock import FileLock
 
-from tests.conftest import tiny_dict
+from tests.tiny import tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

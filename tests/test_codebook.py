@@ -17,7 +17,7 @@ from bignn.model import prunable
 from bignn.recipes import combined_file
 from bignn.runtime import seeded
 from bignn.training import FitSpec, score
-from tests.conftest import tiny_dict
+from tests.tiny import tiny_dict
 
 SPEC = FitSpec(epochs=1, batch_size=64, lr=0.003, weight_decay=0.0, label_smoothing=0.1, max_shift=0.0,
                max_rotate=0.0, max_scale=0.0, schedule="cosine")

@@ -12,7 +12,7 @@ from bignn.data import split_of
 from bignn.io import load_checkpoint
 from bignn.training import predict, score
 from commands import compare
-from tests.conftest import tiny_dict
+from tests.tiny import tiny_dict
 
 
 def test_agreement_counts_the_images_one_model_gets_right_and_the_other_not() -> None:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from bignn.config import ConfigError, load_params, params_from_dict
-from tests.conftest import TINY, committed, tiny_dict
+from tests.conftest import committed
+from tests.tiny import TINY, tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

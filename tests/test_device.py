@@ -19,7 +19,8 @@ from bignn.io import save_checkpoint
 from bignn.pruning import gradual
 from bignn.training import fit
 from stages import channel, combine, distill, prune, train
-from tests.conftest import ROOT, clean_env, tiny_dict
+from tests.conftest import clean_env
+from tests.tiny import ROOT, tiny_dict
 
 GPU = torch.device("cuda")
 

@@ -17,7 +17,8 @@ import torch
 from bignn import download
 from bignn.config import DataConfig
 from bignn.data import load_split
-from tests.conftest import PARAMS, synthetic_digits
+from tests.conftest import synthetic_digits
+from tests.tiny import PARAMS
 
 
 def data_config(**changes: object) -> DataConfig:

@@ -13,7 +13,8 @@ import yaml
 
 from bignn.config import ConfigError, Params, params_from_dict
 from bignn.kernels import KERNEL_ENV, SWITCHES
-from tests.conftest import clean_env, tiny_dict
+from tests.conftest import clean_env
+from tests.tiny import tiny_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every module a user or DVC starts: `python -m stages <name>` and `python -m commands <name>`.

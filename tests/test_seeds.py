@@ -18,7 +18,7 @@ from bignn.io import save_checkpoint
 from bignn.training import score
 from commands import cluster, seeds
 from stages import combine, distill
-from tests.conftest import tiny_dict
+from tests.tiny import tiny_dict
 
 
 def test_overrides_set_nested_keys_as_yaml_values() -> None:

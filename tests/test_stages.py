@@ -25,7 +25,7 @@ from bignn.quantize import int8_bytes
 from bignn.runtime import seeded, setup
 from bignn.training import FitSpec, fit, score
 from stages import channel, combine, distill, evaluate, prune, train
-from tests.conftest import tiny_dict
+from tests.tiny import tiny_dict
 
 
 @pytest.fixture

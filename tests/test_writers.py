@@ -11,8 +11,8 @@ import yaml
 
 from bignn.data import load_split
 from commands import seeds, writers
-from tests.conftest import ROOT, tiny_dict
 from tests.test_seeds import watch_held_out_runs
+from tests.tiny import ROOT, tiny_dict
 
 
 def qmnist_lines(per_writer: int = 100) -> list[str]:
