@@ -28,11 +28,14 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import math
 import os
 import statistics
 import subprocess
+import tarfile
+import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +170,54 @@ def code_changes(digests: Mapping[str, str], cwd: str | Path | None = None) -> l
     return [part for part in CODE if digests.get(part) != here[part]]
 
 
+# The parts of CODE that only say which params.yaml an experiment composes: where nothing else changed, a row is
+# still what this checkout gives if its group composes the same params.yaml from this checkout's conf/.
+PARAMS_PARTS = ("conf/", "params.yaml")
+
+
+def composed_digests(groups: Iterable[str], commit: str | None = None, cwd: str | Path | None = None,
+                     ) -> dict[str, str]:
+    """Per group, a digest of the params.yaml its experiments compose (its overrides, seeds aside) from conf/ at
+    `commit`, or from this checkout's conf/ where None; "" where that conf/ cannot compose it (or a shallow clone
+    does not hold the commit)."""
+    from commands.params import compose  # Hydra and DVC: loaded only where a digest is asked for
+
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(cwd or ".", paths.CONF_DIR)
+        if commit:
+            res = subprocess.run(["git", "archive", commit, str(paths.CONF_DIR)], cwd=cwd, capture_output=True)
+            if res.returncode != 0:
+                return {g: "" for g in groups}
+            tarfile.open(fileobj=io.BytesIO(res.stdout)).extractall(tmp, filter="data")
+            conf = Path(tmp, paths.CONF_DIR)
+        out = {}
+        for g in groups:
+            try:
+                text = compose(["=".join(kv) for kv in GROUPS[g].sets.items()], conf)
+            except (KeyError, ValueError, FileNotFoundError):  # a group, a preset or a key that is gone
+                text = ""
+            out[g] = hashlib.sha1(text.encode()).hexdigest()[:12] if text else ""
+        return out
+
+
+def row_groups(rows: Iterable[Mapping[str, Any]], commit: str) -> set[str]:
+    """The groups whose experiments gave the rows naming `commit`; empty if a row does not say (a table written
+    before rows named their groups)."""
+    named = [r for r in rows if commit in r["commit"].split(" + ")]
+    if not named or any(not r.get("groups") for r in named):
+        return set()
+    return {g for r in named for g in r["groups"].split(" + ")}
+
+
+def same_params(changed: Collection[str], recorded: Mapping[str, str], groups: Collection[str]) -> bool:
+    """Whether rows are still what this checkout gives although `changed` (code_changes since their commit) is
+    not empty: only conf/ or params.yaml changed, and each of `groups` composes the params.yaml it composed
+    there (`recorded`: composed_digests at that commit). A new preset or a comment changes no row."""
+    if not groups or not set(changed) <= set(PARAMS_PARTS):
+        return False
+    return all(recorded.get(g) and recorded[g] == composed_digests([g])[g] for g in sorted(groups))
+
+
 def holds(params: Mapping[str, Any], sets: Mapping[str, str]) -> bool:
     """Whether params (params.yaml's dict) already holds every `key: value` of sets (a preset such as
     `prune: p99` names a file of conf/, not a value: never)."""
@@ -296,15 +347,20 @@ def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
             "accuracy_std": round(_std(acc), 3), "bytes": round(size_mean), "params": g[0]["params"],
             "latency_b1_ms": round(lat_mean, 4), "latency_std": round(_std(lat), 4),
             "log10_bytes": round(math.log10(size_mean), 4), "log10_latency_ms": round(math.log10(lat_mean), 4),
-            "commit": _joined(g, "commit"), "machine": _joined(g, "machine")}
+            "commit": _joined(g, "commit"), "machine": _joined(g, "machine"),
+            "groups": " + ".join(sorted({p["experiment"].removeprefix(PREFIX).rpartition("-")[0] for p in g}))}
 
 
 def carry(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The new rows, then the old table's rows of every method and setting this run did not measure (a run of
-    some groups leaves the others' rows in the table, each still naming the commit it came from), Pareto marks
-    taken again over them all; refused when those rows ran on another CPU than this run."""
+    """The new rows, then the old table's rows of every method and setting this run did not measure and of no
+    group only this run measured (a run of some groups leaves the others' rows in the table, each still naming
+    the commit it came from), Pareto marks taken again over them all; refused when those rows ran on another
+    CPU than this run."""
     measured = {(r["method"], r["setting"]) for r in new}
-    kept = [dict(r) for r in old if (r["method"], r["setting"]) not in measured]
+    ran = {g for r in new for g in r["groups"].split(" + ") if g}
+    # A group this run measured replaces every row it gave before, also one whose setting its preset changed.
+    kept = [dict(r) for r in old if (r["method"], r["setting"]) not in measured
+            and not (r.get("groups") and set(r["groups"].split(" + ")) <= ran)]
     here, there = {r["machine"] for r in new}, {r["machine"] for r in kept}
     if there - here:
         # One table has one dense row: latencies and their "x faster" from two CPUs would read as one machine's.
@@ -316,16 +372,16 @@ def carry(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> list[dict
 
 
 INTS, BOOLS = ("runs", "bytes", "params"), ("pareto_bytes", "pareto_latency")
-TEXT = ("method", "setting", "commit", "machine")
+TEXT = ("method", "setting", "commit", "machine", "groups")
 
 
 def read_rows(path: Path = FRONTIER_CSV) -> list[dict[str, Any]]:
     """The rows `collect` wrote, with their types back (a table written before rows named their commit and
-    machine gets "unknown" for both)."""
+    machine gets "unknown" for both, one before they named their groups "")."""
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     return [{k: v if k in TEXT else int(v) if k in INTS else v == "True" if k in BOOLS else float(v)
-             for k, v in {"commit": "unknown", "machine": "unknown", **r}.items()} for r in rows]
+             for k, v in {"commit": "unknown", "machine": "unknown", "groups": "", **r}.items()} for r in rows]
 
 
 def best_per_level(rows: Sequence[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:
@@ -527,12 +583,16 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool
     baseline = list(code)  # the commits this run's points came from
     # Rows of earlier runs still in the table: the commits they name, and their code as that run recorded it.
     carried = sorted({c for r in rows for c in r["commit"].split(" + ")} - set(baseline))
-    old = json.loads(paths.FRONTIER_JSON.read_text()).get("code", {}) if paths.FRONTIER_JSON.exists() else {}
+    old = json.loads(paths.FRONTIER_JSON.read_text()) if paths.FRONTIER_JSON.exists() else {}
     write_json(paths.FRONTIER_JSON, {
         "baseline": baseline,
         "experiments": sorted({p["experiment"] for p in pts}),
         "carried": carried,
-        "code": {**{c: old[c] for c in carried if c in old}, **code},
+        "code": {**{c: old["code"][c] for c in carried if c in old.get("code", {})}, **code},
+        # What each group composed at each commit: a later change to conf/ leaves the rows of the groups it
+        # does not touch current (same_params).
+        "composed": {**{c: old["composed"][c] for c in carried if c in old.get("composed", {})},
+                     **{c: composed_digests(GROUPS, c) for c in code}},
         "machine": machine_metrics(params.threads, params.kernels)})
     return rows
 

@@ -107,29 +107,38 @@ def frontier_run(metrics: Path) -> str:
     carried = d["carried"]
     earlier = (f" The rows of {'commit' if len(carried) == 1 else 'commits'} {', '.join(carried)} come from an "
                "earlier run of other groups (each row names its commit and CPU).") if carried else ""
+    rows = frontier.read_rows(metrics / paths.FRONTIER_SWEEP_CSV.name)
     return (f"{len(d['experiments'])} experiments queued on {commits}{', '.join(d['baseline'])}, run on: "
-            f"{_machine_line(d['machine'])}.{earlier}{_code_line(d.get('code', {}), [*d['baseline'], *carried])}")
+            f"{_machine_line(d['machine'])}.{earlier}{_code_line(d, [*d['baseline'], *carried], rows)}")
 
 
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def _code_line(recorded: Mapping[str, Mapping[str, str]], commits: Sequence[str]) -> str:
+def _code_line(run: Mapping[str, Any], commits: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     """Whether this checkout's pipeline code is that of the commits the rows name (their code digests, recorded
-    by the frontier run): where it is not, a row may not be what the pipeline now gives."""
+    by the frontier run), or differs there only in conf/ or params.yaml and composes the same params.yaml for
+    every group those rows came from: where neither, a row may not be what the pipeline gives now."""
+    recorded, composed = run.get("code", {}), run.get("composed", {})
     missing = [c for c in commits if c not in recorded]
     if missing:
         return (f" The code of {_and(missing)} is not recorded: whether its rows are what this checkout gives is "
                 "unknown.")
-    stale = {c: changed for c in commits if (changed := frontier.code_changes(recorded[c]))}
+    changes = {c: changed for c in commits if (changed := frontier.code_changes(recorded[c]))}
+    same = {c: changed for c, changed in changes.items()
+            if frontier.same_params(changed, composed.get(c, {}), frontier.row_groups(rows, c))}
+    stale = {c: changed for c, changed in changes.items() if c not in same}
+    kept = "".join(f" Since {c} only {_and([f'`{p}`' for p in changed])} changed, and every group its rows came from "
+                   "composes the same params.yaml from it." for c, changed in same.items())
     if not stale:
         whose = "that commit's" if len(commits) == 1 else "those commits'"
-        return (f" This checkout's pipeline code ({_and([f'`{p}`' for p in frontier.CODE])}) is {whose}: every "
-                "file the rows measured is what it gives now.")
-    return "".join(f" Since {c} this checkout's {_and([f'`{p}`' for p in changed])} changed: its rows may not be "
-                   "what the pipeline gives now (`python -m commands frontier` runs them again)." for c, changed in
-                   stale.items())
+        code = "otherwise is" if same else "is"
+        return (f" This checkout's pipeline code ({_and([f'`{p}`' for p in frontier.CODE])}) {code} {whose}: every "
+                f"file the rows measured is what it gives now.{kept}")
+    return kept + "".join(f" Since {c} this checkout's {_and([f'`{p}`' for p in changed])} changed: its rows may "
+                          "not be what the pipeline gives now (`python -m commands frontier` runs them again)."
+                          for c, changed in stale.items())
 
 
 def _times(value: float, base: float) -> str:

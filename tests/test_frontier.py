@@ -3,6 +3,7 @@ point per accuracy level and the picture."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -107,17 +108,26 @@ def test_points_group_by_method_and_setting_and_average_the_seeds(tmp_path: Path
 
 
 def test_a_run_of_some_groups_keeps_the_other_rows_with_their_commit(tmp_path: Path) -> None:
-    """Rows of settings a run did not measure stay, naming their own commit; the ones it measured are
-    replaced; Pareto marks are taken over the merged table. A table from before the commit column reads back
-    with "unknown"."""
-    old = frontier.summarize([{**_row("dense", 99.5, 10**7, 1.2), "params": 1, "commit": "old0000"},
-                              {**_row("a", 99.45, 1000, 0.5), "params": 1, "commit": "old0000"},
-                              {**{**_row("b", 99.4, 500, 0.5), "setting": "t"}, "params": 1, "commit": "old0000"}])
-    new = frontier.summarize([{**_row("dense", 99.5, 10**7, 1.3), "params": 1, "commit": "new0000"},
-                              {**_row("b", 99.46, 900, 0.4), "params": 1, "commit": "new0000"}])
+    """Rows of settings a run did not measure stay, naming their own commit and groups; the ones it measured
+    are replaced, and so is every row of a group it ran again; Pareto marks are taken over the merged table. A
+    table from before the commit column reads back with "unknown"."""
+    def point(method: str, acc: float, size: int, latency: float, commit: str, group: str) -> dict[str, Any]:
+        return {**_row(method, acc, size, latency), "params": 1, "commit": commit, "experiment": f"frontier-{group}-0"}
+
+    old = frontier.summarize([point("dense", 99.5, 10**7, 1.2, "old0000", "light"),
+                              point("a", 99.45, 1000, 0.5, "old0000", "light"),
+                              {**point("b", 99.4, 500, 0.5, "old0000", "heavy"), "setting": "t"}])
+    new = frontier.summarize([point("dense", 99.5, 10**7, 1.3, "new0000", "p99"),
+                              point("b", 99.46, 900, 0.4, "new0000", "p99")])
     rows = frontier.carry(new, old)
-    assert [(r["method"], r["setting"], r["commit"]) for r in rows] == [
-        ("dense", "s", "new0000"), ("b", "s", "new0000"), ("a", "s", "old0000"), ("b", "t", "old0000")]
+    assert [(r["method"], r["setting"], r["commit"], r["groups"]) for r in rows] == [
+        ("dense", "s", "new0000", "p99"), ("b", "s", "new0000", "p99"), ("a", "s", "old0000", "light"),
+        ("b", "t", "old0000", "heavy")]
+    # A run of heavy replaces heavy's old row although it names another setting now (its preset changed).
+    again = frontier.summarize([point("dense", 99.5, 10**7, 1.3, "new0000", "heavy"),
+                                {**point("b", 99.42, 450, 0.4, "new0000", "heavy"), "setting": "u"}])
+    assert [(r["setting"], r["groups"]) for r in frontier.carry(again, old) if r["method"] == "b"] == [
+        ("u", "heavy")]
     # b (new) at 900 B and 99.46 beats a (old) at 1000 B: a lost its mark in the merge, b at 500 B keeps its.
     assert [r["pareto_bytes"] for r in rows] == [True, True, False, True]
     assert old[1]["pareto_bytes"]  # the old table's own rows are not changed in place
@@ -170,7 +180,8 @@ def test_a_run_in_parts_adds_the_earlier_parts_of_the_same_code_and_cpu(capsys: 
 
 def _row(method: str, acc: float, size: int, latency: float) -> dict[str, Any]:
     return {"method": method, "setting": "s", "runs": 3, "accuracy": acc, "accuracy_std": 0.05,
-            "bytes": size, "latency_b1_ms": latency, "latency_std": 0.01, "commit": "abc1234", "machine": "cpu"}
+            "bytes": size, "latency_b1_ms": latency, "latency_std": 0.01, "commit": "abc1234", "machine": "cpu",
+            "experiment": "frontier-default-0"}
 
 
 def test_pareto_marks_and_best_point_per_accuracy_level() -> None:
@@ -282,3 +293,32 @@ def test_code_changes_names_the_pipeline_parts_that_differ_from_a_commits(tmp_pa
     assert frontier.code_changes(recorded, shallow) == ["conf/"]
     with pytest.raises(ValueError, match="git ls-tree failed"):
         frontier.code_digests("0" * 40, shallow)
+
+
+def test_a_conf_change_stales_only_the_groups_whose_params_it_changes(tmp_path: Path) -> None:
+    """What each group composes from conf/ at a commit, against this checkout's: a comment or another preset's
+    change leaves a group's params.yaml as it was, a change to its own preset does not; a commit the clone does
+    not hold composes nothing."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    git("init", "-q")
+    git("config", "user.name", "t")
+    git("config", "user.email", "t@localhost")
+    git("add", ".")
+    git("commit", "-q", "-m", "conf")
+    groups = ("default", "p99", "kb4")
+    recorded = frontier.composed_digests(groups, git("rev-parse", "HEAD").strip(), tmp_path)
+    assert all(recorded.values()) and recorded == frontier.composed_digests(groups, None, tmp_path)
+    kb4 = tmp_path / "conf" / "combine" / "kb4.yaml"
+    kb4.write_text(kb4.read_text() + "# a comment changes no params\n")  # (the first line is Hydra's header)
+    assert frontier.composed_digests(groups, None, tmp_path) == recorded
+    kb4.write_text(kb4.read_text().replace("amount: 0.88", "amount: 0.87"))
+    now = frontier.composed_digests(groups, None, tmp_path)
+    assert [g for g in groups if now[g] != recorded[g]] == ["kb4"]
+    assert frontier.composed_digests(groups, "0" * 40, tmp_path) == {g: "" for g in groups}
+    rows = [{"commit": "abc1234 + def5678", "groups": "default + kb4"}, {"commit": "abc1234", "groups": "p99"}]
+    assert frontier.row_groups(rows, "abc1234") == {"default", "kb4", "p99"}
+    assert frontier.row_groups(rows, "def5678") == {"default", "kb4"}
+    assert frontier.row_groups([*rows, {"commit": "abc1234", "groups": ""}], "abc1234") == set()  # cannot tell

@@ -86,9 +86,24 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     d["code"] = {c: frontier.code_digests() for c in d["baseline"]}
     run_json.write_text(json.dumps(d))
     assert "This checkout's pipeline code (`bignn/`, `stages/`" in tables.frontier_run(metrics)
-    d["code"][d["baseline"][0]] = {**d["code"][d["baseline"][0]], "conf/": "0" * 12}
+    first = d["baseline"][0]
+    d["code"][first] = {**d["code"][first], "conf/": "0" * 12}
     run_json.write_text(json.dumps(d))
-    assert f"Since {d['baseline'][0]} this checkout's `conf/` changed:" in tables.frontier_run(metrics)
+    # Only conf/ changed, and it composes what each group of that commit's rows composed there: still current.
+    line = tables.frontier_run(metrics)
+    assert "This checkout's pipeline code (`bignn/`, `stages/`" in line and "otherwise is those commits'" in line
+    assert f"Since {first} only `conf/` changed, and every group its rows came from composes the same" in line
+    # A group of its rows composes other params now (its preset changed): its rows are not current.
+    group = sorted(frontier.row_groups(frontier.read_rows(metrics / "frontier_sweep.csv"), first))[0]
+    composed = d["composed"][first]
+    d["composed"][first] = {**composed, group: "0" * 12}
+    run_json.write_text(json.dumps(d))
+    assert f"Since {first} this checkout's `conf/` changed:" in tables.frontier_run(metrics)
+    # Nor where code beside conf/ changed, whatever it composes.
+    d["composed"][first] = composed
+    d["code"][first] = {**d["code"][first], "bignn/": "0" * 12}
+    run_json.write_text(json.dumps(d))
+    assert f"Since {first} this checkout's `bignn/` and `conf/` changed:" in tables.frontier_run(metrics)
     run_json.write_text(json.dumps({**d, "code": {}}))
     assert "is not recorded" in tables.frontier_run(metrics)
 
