@@ -188,7 +188,8 @@ def composed_digests(groups: Iterable[str], commit: str | None = None, cwd: str 
             res = subprocess.run(["git", "archive", commit, str(paths.CONF_DIR)], cwd=cwd, capture_output=True)
             if res.returncode != 0:
                 return {g: "" for g in groups}
-            tarfile.open(fileobj=io.BytesIO(res.stdout)).extractall(tmp, filter="data")
+            with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
+                tar.extractall(tmp, filter="data")
             conf = Path(tmp, paths.CONF_DIR)
         out = {}
         for g in groups:
