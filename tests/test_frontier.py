@@ -3,6 +3,7 @@ point per accuracy level and the picture."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -322,3 +323,36 @@ def test_a_conf_change_stales_only_the_groups_whose_params_it_changes(tmp_path: 
     assert frontier.row_groups(rows, "abc1234") == {"default", "kb4", "p99"}
     assert frontier.row_groups(rows, "def5678") == {"default", "kb4"}
     assert frontier.row_groups([*rows, {"commit": "abc1234", "groups": ""}], "abc1234") == set()  # cannot tell
+
+
+def test_collect_records_what_each_group_composed_and_which_groups_gave_each_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of one group over the committed table, in a repo of its own: its rows name that group, the table's
+    other rows stay with theirs, and the run records what every group composes from the commit's conf/ beside
+    what the carried commits' runs recorded."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    git("init", "-q")
+    git("config", "user.name", "t")
+    git("config", "user.email", "t@localhost")
+    git("add", ".")
+    git("commit", "-q", "-m", "conf")
+    shutil.copytree(ROOT / "metrics", tmp_path / "metrics", ignore=shutil.ignore_patterns("*.png"))
+    committed = json.loads((tmp_path / "metrics" / "frontier_run.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    head = git("rev-parse", "HEAD").strip()
+    exp = _exp("frontier-light-0", 0.9, 0.5, 0, 99.4)
+    exp["revs"][0]["data"]["metrics"]["metrics/machine.json"] = {"data": {"cpu": "AMD EPYC", "physical_cores": 2}}
+    monkeypatch.setattr(frontier, "dvc", lambda *args: json.dumps([{"rev": head, "experiments": [exp]}]))
+    rows = frontier.collect()
+    run = json.loads((tmp_path / "metrics" / "frontier_run.json").read_text())
+    assert run["baseline"] == [head[:7]] and run["composed"][head[:7]] == frontier.composed_digests(frontier.GROUPS)
+    assert {c: run["composed"][c] for c in run["carried"]} == {c: committed["composed"][c] for c in run["carried"]}
+    ours = [r for r in rows if r["commit"] == head[:7]]
+    assert ours and all(r["groups"] == "light" for r in ours)
+    assert {r["groups"] for r in rows if r not in ours} >= {"default", "kb4", "p99"}
+    assert "light" not in {g for r in rows if r not in ours for g in r["groups"].split(" + ")}  # replaced
+    assert frontier.read_rows(tmp_path / "metrics" / "frontier_sweep.csv") == rows
