@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -296,19 +297,26 @@ def test_code_changes_names_the_pipeline_parts_that_differ_from_a_commits(tmp_pa
         frontier.code_digests("0" * 40, shallow)
 
 
-def test_a_conf_change_stales_only_the_groups_whose_params_it_changes(tmp_path: Path) -> None:
-    """What each group composes from conf/ at a commit, against this checkout's: a comment or another preset's
-    change leaves a group's params.yaml as it was, a change to its own preset does not; a commit the clone does
-    not hold composes nothing."""
+def _conf_repo(path: Path) -> Callable[..., str]:
+    """A git repository at `path` holding this checkout's conf/ and params.yaml in one commit; its git()."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+        return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
 
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copytree(ROOT / "conf", path / "conf")
+    shutil.copy(ROOT / "params.yaml", path / "params.yaml")
     git("init", "-q")
     git("config", "user.name", "t")
     git("config", "user.email", "t@localhost")
     git("add", ".")
     git("commit", "-q", "-m", "conf")
+    return git
+
+
+def test_a_conf_change_stales_only_the_groups_whose_params_it_changes(tmp_path: Path) -> None:
+    """What each group composes from conf/ at a commit, against this checkout's: a comment or another preset's
+    change leaves a group's params.yaml as it was, a change to its own preset does not; a commit the clone does
+    not hold composes nothing."""
+    git = _conf_repo(tmp_path)
     groups = ("default", "p99", "kb4")
     recorded = frontier.composed_digests(groups, git("rev-parse", "HEAD").strip(), tmp_path)
     assert all(recorded.values()) and recorded == frontier.composed_digests(groups, None, tmp_path)
@@ -330,16 +338,7 @@ def test_collect_records_what_each_group_composed_and_which_groups_gave_each_row
     """A run of one group over the committed table, in a repo of its own: its rows name that group, the table's
     other rows stay with theirs, and the run records what every group composes from the commit's conf/ beside
     what the carried commits' runs recorded."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
-
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    git("init", "-q")
-    git("config", "user.name", "t")
-    git("config", "user.email", "t@localhost")
-    git("add", ".")
-    git("commit", "-q", "-m", "conf")
+    git = _conf_repo(tmp_path)
     shutil.copytree(ROOT / "metrics", tmp_path / "metrics", ignore=shutil.ignore_patterns("*.png"))
     committed = json.loads((tmp_path / "metrics" / "frontier_run.json").read_text())
     monkeypatch.chdir(tmp_path)
