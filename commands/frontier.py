@@ -252,10 +252,16 @@ def queue_commands(groups: Sequence[str] = tuple(GROUPS), seeds: Sequence[int] =
              *e.target_args()] for e in frontier_experiments(groups, seeds, target, skip, params)]
 
 
+def group_name(experiment: str) -> str | None:
+    """The group's name in an experiment named frontier-<group>-<seed>; None for any other name."""
+    name, _, seed = experiment.removeprefix(PREFIX).rpartition("-")
+    return name if experiment.startswith(PREFIX) and seed.isdigit() else None
+
+
 def group_of(experiment: str) -> Group | None:
     """The group of an experiment named frontier-<group>-<seed>; None for any other name."""
-    name, _, seed = experiment.removeprefix(PREFIX).rpartition("-")
-    return GROUPS.get(name) if experiment.startswith(PREFIX) and seed.isdigit() else None
+    name = group_name(experiment)
+    return GROUPS.get(name) if name else None
 
 
 def param(params: Mapping[str, Any], dotted: str) -> Any:
@@ -349,7 +355,7 @@ def _row(method: str, setting: str, g: list[dict[str, Any]]) -> dict[str, Any]:
             "latency_b1_ms": round(lat_mean, 4), "latency_std": round(_std(lat), 4),
             "log10_bytes": round(math.log10(size_mean), 4), "log10_latency_ms": round(math.log10(lat_mean), 4),
             "commit": _joined(g, "commit"), "machine": _joined(g, "machine"),
-            "groups": " + ".join(sorted({p["experiment"].removeprefix(PREFIX).rpartition("-")[0] for p in g}))}
+            "groups": " + ".join(sorted({name for p in g if (name := group_name(p["experiment"]))}))}
 
 
 def carry(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
