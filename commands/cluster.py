@@ -159,6 +159,21 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+def _workdir(name: str) -> str:
+    """A new folder for one task's clone, inside the running Dask worker's own directory: the worker removes
+    that when it stops, and a worker killed mid-task (a pre-empted batch job, the OOM killer) leaves it to the
+    next worker started beside it, which removes it (distributed's WorkSpace: a dead process holds no lock). A
+    `finally` never runs in a killed process, so a clone in the shared temp dir would stay. Outside a worker
+    (a task called directly), the system's temp dir."""
+    from distributed import get_worker
+
+    try:
+        parent = get_worker().local_directory
+    except ValueError:  # not in a Dask worker
+        parent = None
+    return tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{name}-", dir=parent)
+
+
 def run_experiment(exp: Experiment, commit: str, remotes: Remotes) -> Result:
     """The Dask task: clone at `commit`, run the experiment against the shared DVC remote, push it."""
     env = _worker_env()
@@ -166,7 +181,7 @@ def run_experiment(exp: Experiment, commit: str, remotes: Remotes) -> Result:
     if pushed(remotes.git, commit, exp.name, env):
         return Result(exp.name, "reused", worker=where)
     seconds: dict[str, float] = {}
-    work = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{exp.name}-")
+    work = _workdir(exp.name)
     try:
         t0 = time.perf_counter()
         _clone(work, commit, remotes, env)
@@ -203,7 +218,7 @@ def run_module(name: str, args: Sequence[str], commit: str, remotes: Remotes) ->
     the commit's DVC outputs pulled, then `python -m <args>` in it; its stdout comes back in Result.output. A
     failing command is a failed Result (one line), not retried."""
     env = _worker_env()
-    work = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{name}-")
+    work = _workdir(name)
     try:
         t0 = time.perf_counter()
         _clone(work, commit, remotes, env)

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import dask
 import psutil
 import pytest
 
@@ -30,24 +31,36 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tiny_template: tuple[Path, st
 
 
 def _kill_a_busy_worker(client: object, killed: list[str], stop: threading.Event) -> None:
-    """Once a task has run a few seconds (its `dvc exp run` under way), SIGKILL the worker process running it."""
+    """Once a task has run a few seconds (its `dvc exp run` under way), SIGKILL the worker process running it;
+    `killed` gets its pid and its own directory, which holds the task's clone."""
     while not stop.is_set():
         busy = [addr for addr, keys in client.processing().items() if keys]  # type: ignore[attr-defined]
         if busy:
             time.sleep(4)
             pids = client.run(os.getpid, workers=busy[:1])  # type: ignore[attr-defined]
+            where = client.run(_local_directory, workers=busy[:1])  # type: ignore[attr-defined]
             pid = next(iter(pids.values()))
-            killed.append(f"{pid}")
+            killed += [f"{pid}", next(iter(where.values()))]
             os.kill(pid, signal.SIGKILL)
             return
         time.sleep(0.2)
 
 
+def _local_directory(dask_worker: object) -> str:
+    return dask_worker.local_directory  # type: ignore[attr-defined]
+
+
 def test_three_experiments_on_two_workers_one_killed_one_bad(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two sweep points and one bad -S on a 2-worker LocalCluster, one worker killed mid-task: every result
-    arrives once, each good experiment is pushed once, the bad one is one line naming its key, and the client's
-    `dvc exp show` lists the good ones with their metrics."""
+    arrives once, each good experiment is pushed once, the bad one is one line naming its key, the client's
+    `dvc exp show` lists the good ones with their metrics, and no task's clone is left on disk."""
     monkeypatch.chdir(repo)
+    # The workers' temp dir and their own directories in it (the nannies take dask's setting, the worker
+    # processes, started after this, the variable): where a task's clone could stay.
+    tmp = repo.parent / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setitem(dask.config.config, "temporary-directory", str(tmp))
     exps = [*sweep.grid(GOOD), Experiment("sweep-bad", ("prune.amount=1.5",))]
     remotes = cluster.resolve_remotes(None, None, local_ok=False)
     assert not remotes.local and remotes.git.endswith("origin.git") and remotes.dvc.endswith("dvc-store")
@@ -80,6 +93,10 @@ def test_three_experiments_on_two_workers_one_killed_one_bad(repo: Path, monkeyp
         pruned = shown[exp.name]["metrics"]["metrics/pruned.json"]["data"]
         assert pruned["sparsity"] == pytest.approx(amount, abs=1e-3)
         assert shown[exp.name]["params"]["params.yaml"]["data"]["prune"]["amount"] == amount
+    # The killed task's clone went with its worker's directory (the worker started after it removed that), and
+    # no task left a clone anywhere in the workers' temp dir.
+    assert Path(killed[1]).is_relative_to(tmp) and not Path(killed[1]).exists()
+    assert not list(tmp.rglob(f"{cluster.WORKDIR_PREFIX}*"))
     # No `dvc exp run` of the killed worker is left running (it died with its worker).
     time.sleep(1)
     left = [p for p in psutil.process_iter(["cmdline"]) if "exp" in (p.info["cmdline"] or [])
