@@ -31,6 +31,9 @@ from tests.tiny import ROOT, tiny_dict  # noqa: E402
 
 # One thread: the queue test runs two experiments at once on 2 cores (jobs x threads <= cores).
 setup(threads=1, kernels="portable")
+# No usage report from any `dvc` the tests start: a `dvc init` or an `artifacts get` outside a repo (before any
+# repo's core.analytics can say no) left its report in the temp dir for a daemon to send.
+os.environ["DVC_NO_ANALYTICS"] = "1"
 
 # ROOT, PARAMS, TINY and tiny_dict: tests/tiny.py.
 
