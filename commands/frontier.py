@@ -210,13 +210,15 @@ def row_groups(rows: Iterable[Mapping[str, Any]], commit: str) -> set[str]:
     return {g for r in named for g in r["groups"].split(" + ")}
 
 
-def same_params(changed: Collection[str], recorded: Mapping[str, str], groups: Collection[str]) -> bool:
-    """Whether rows are still what this checkout gives although `changed` (code_changes since their commit) is
-    not empty: only conf/ or params.yaml changed, and each of `groups` composes the params.yaml it composed
-    there (`recorded`: composed_digests at that commit). A new preset or a comment changes no row."""
+def stale_groups(changed: Collection[str], recorded: Mapping[str, str], groups: Collection[str]) -> list[str] | None:
+    """Of `groups` (those a commit's rows came from), the ones whose params.yaml this checkout's conf/ composes
+    otherwise than the commit's did (`recorded`: composed_digests there), where `changed` (code_changes since the
+    commit) holds nothing but conf/ or params.yaml: [] if their rows are still what this checkout gives (a new
+    preset, a comment). None where other code changed or the groups are unknown: any row may differ."""
     if not groups or not set(changed) <= set(PARAMS_PARTS):
-        return False
-    return all(recorded.get(g) and recorded[g] == composed_digests([g])[g] for g in sorted(groups))
+        return None
+    now = composed_digests(sorted(groups))
+    return [g for g in sorted(groups) if not recorded.get(g) or recorded[g] != now[g]]
 
 
 def holds(params: Mapping[str, Any], sets: Mapping[str, str]) -> bool:
@@ -597,7 +599,7 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool
         "carried": carried,
         "code": {**{c: old["code"][c] for c in carried if c in old.get("code", {})}, **code},
         # What each group composed at each commit: a later change to conf/ leaves the rows of the groups it
-        # does not touch current (same_params).
+        # does not touch current (stale_groups).
         "composed": {**{c: old["composed"][c] for c in carried if c in old.get("composed", {})},
                      **{c: composed_digests(GROUPS, c) for c in code}},
         "machine": machine_metrics(params.threads, params.kernels)})

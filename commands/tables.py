@@ -119,26 +119,40 @@ def _and(items: Sequence[str]) -> str:
 def _code_line(run: Mapping[str, Any], commits: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     """Whether this checkout's pipeline code is that of the commits the rows name (their code digests, recorded
     by the frontier run), or differs there only in conf/ or params.yaml and composes the same params.yaml for
-    every group those rows came from: where neither, a row may not be what the pipeline gives now."""
+    every group those rows came from; where a group composes another, its rows may not be what the pipeline
+    gives now, and where other code changed, any row."""
     recorded, composed = run.get("code", {}), run.get("composed", {})
     missing = [c for c in commits if c not in recorded]
     if missing:
         return (f" The code of {_and(missing)} is not recorded: whether its rows are what this checkout gives is "
                 "unknown.")
     changes = {c: changed for c in commits if (changed := frontier.code_changes(recorded[c]))}
-    same = {c: changed for c, changed in changes.items()
-            if frontier.same_params(changed, composed.get(c, {}), frontier.row_groups(rows, c))}
-    stale = {c: changed for c, changed in changes.items() if c not in same}
-    kept = "".join(f" Since {c} only {_and([f'`{p}`' for p in changed])} changed, and every group its rows came from "
-                   "composes the same params.yaml from it." for c, changed in same.items())
-    if not stale:
+    groups = {c: frontier.stale_groups(changed, composed.get(c, {}), frontier.row_groups(rows, c))
+              for c, changed in changes.items()}
+    parts = {c: _and([f"`{p}`" for p in changed]) for c, changed in changes.items()}
+    kept = "".join(f" Since {c} only {parts[c]} changed, and every group its rows came from composes the same "
+                   "params.yaml from it." for c, g in groups.items() if g == [])
+    if all(g == [] for g in groups.values()):
         whose = "that commit's" if len(commits) == 1 else "those commits'"
-        code = "otherwise is" if same else "is"
+        code = "otherwise is" if changes else "is"
         return (f" This checkout's pipeline code ({_and([f'`{p}`' for p in frontier.CODE])}) {code} {whose}: every "
                 f"file the rows measured is what it gives now.{kept}")
-    return kept + "".join(f" Since {c} this checkout's {_and([f'`{p}`' for p in changed])} changed: its rows may "
-                          "not be what the pipeline gives now (`python -m commands frontier` runs them again)."
-                          for c, changed in stale.items())
+    alike: dict[tuple[str, tuple[str, ...] | None], list[str]] = {}  # commits with the same change: one sentence
+    for c, g in groups.items():
+        if g != []:
+            alike.setdefault((parts[c], None if g is None else tuple(g)), []).append(c)
+    return kept + "".join(_stale(cs, *key) for key, cs in alike.items())
+
+
+def _stale(commits: list[str], parts: str, groups: tuple[str, ...] | None) -> str:
+    since = _and(commits)
+    if groups is None:
+        return (f" Since {since} this checkout's {parts} changed: {'its' if len(commits) == 1 else 'their'} rows "
+                "may not be what the pipeline gives now (`python -m commands frontier` runs them again).")
+    names, one = _and([f"`{g}`" for g in groups]), len(groups) == 1
+    return (f" Since {since} only {parts} changed, but {names} {'composes' if one else 'compose'} another "
+            f"params.yaml from {'it' if len(commits) == 1 else 'them'}: the rows {'it' if one else 'they'} gave may not be what the pipeline gives now "
+            f"(`python -m commands frontier --groups {' '.join(groups)} --rerun` runs them again).")
 
 
 def _times(value: float, base: float) -> str:

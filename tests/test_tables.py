@@ -80,7 +80,7 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     run = tables.render("<!-- begin frontier_run -->\n<!-- end frontier_run -->\n", metrics)
     assert "lscpu `" in run and "experiments queued on commit" in run  # commit or commits
     # Whether the rows are what this checkout's code gives, from the code the run recorded: said either way.
-    assert ("This checkout's pipeline code" in run) != ("this checkout's `" in run and "changed:" in run)
+    assert ("This checkout's pipeline code" in run) != ("may not be what the pipeline gives now" in run)
     run_json = metrics / "frontier_run.json"
     d = json.loads(run_json.read_text())
     d["code"] = {c: frontier.code_digests() for c in d["baseline"]}
@@ -88,6 +88,7 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     assert "This checkout's pipeline code (`bignn/`, `stages/`" in tables.frontier_run(metrics)
     first = d["baseline"][0]
     d["code"][first] = {**d["code"][first], "conf/": "0" * 12}
+    d["composed"][first] = frontier.composed_digests(frontier.GROUPS)  # what this checkout's conf/ composes
     run_json.write_text(json.dumps(d))
     # Only conf/ changed, and it composes what each group of that commit's rows composed there: still current.
     line = tables.frontier_run(metrics)
@@ -98,7 +99,10 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     composed = d["composed"][first]
     d["composed"][first] = {**composed, group: "0" * 12}
     run_json.write_text(json.dumps(d))
-    assert f"Since {first} this checkout's `conf/` changed:" in tables.frontier_run(metrics)
+    line = tables.frontier_run(metrics)
+    assert (f"Since {first} only `conf/` changed, but `{group}` composes another params.yaml from it: the rows it "
+            f"gave may not be") in line and f"`python -m commands frontier --groups {group} --rerun`" in line
+    assert "This checkout's pipeline code" not in line
     # Nor where code beside conf/ changed, whatever it composes.
     d["composed"][first] = composed
     d["code"][first] = {**d["code"][first], "bignn/": "0" * 12}
