@@ -151,7 +151,8 @@ def _stale(commits: list[str], parts: str, groups: tuple[str, ...] | None) -> st
                 "may not be what the pipeline gives now (`python -m commands frontier` runs them again).")
     names, one = _and([f"`{g}`" for g in groups]), len(groups) == 1
     return (f" Since {since} only {parts} changed, but {names} {'composes' if one else 'compose'} another "
-            f"params.yaml from {'it' if len(commits) == 1 else 'them'}: the rows {'it' if one else 'they'} gave may not be what the pipeline gives now "
+            f"params.yaml from {'it' if len(commits) == 1 else 'them'}: the rows {'it' if one else 'they'} gave may "
+            "not be what the pipeline gives now "
             f"(`python -m commands frontier --groups {' '.join(groups)} --rerun` runs them again).")
 
 
