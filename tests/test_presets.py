@@ -86,7 +86,7 @@ KB2_OWN = {"amount", "augment", "codebook_epochs", "method", "steps", "label_smo
 
 @pytest.mark.parametrize(("preset", "conv", "epochs", "smoothing", "own"), [
     ("kb8", [16, 32, 64], 30, 0.1, {"amount", "finetune_epochs", "codebook_epochs"}),
-    ("kb4", [16, 32, 64], 15, 0.0, {"amount", "finetune_epochs", "codebook_epochs", "method", "steps",
+    ("kb4", [16, 32, 64], 15, 0.0, {"amount", "finetune_epochs", "augment", "codebook_epochs", "method", "steps",
                                     "label_smoothing"}),
     ("kb2", [8, 16, 32], 20, 0.0, KB2_OWN)])
 def test_the_global_presets_set_their_student_and_the_rest_of_s8(preset: str, conv: list[int], epochs: int,
