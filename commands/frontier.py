@@ -532,23 +532,48 @@ def lowest_seed(layers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in layers if r["seed"] == first[r["preset"]]]
 
 
-def _ran_here(recorded: Mapping[str, Any], code: Mapping[str, str], machine: str) -> list[dict[str, Any]]:
-    """The points `recorded` (a frontier_points.json) holds that ran on this pipeline code and this CPU."""
-    same_code = {commit for commit, digests in recorded.get("code", {}).items() if digests == code}
-    return [p for p in recorded.get("points", []) if p["commit"] in same_code and p["machine"] == machine]
+def current_groups(recorded: Mapping[str, Any], code: Mapping[str, str], ref: str = "HEAD",
+                   cwd: str | Path | None = None) -> dict[str, Collection[str]]:
+    """Per commit `recorded` (a frontier_points.json) holds points of, the groups whose points are what the code
+    `code` describes (that of commit `ref`) gives: all of them where the commit's code is the same, those that
+    compose the same params.yaml at both commits where only conf/ or params.yaml differ, none otherwise."""
+    out: dict[str, Collection[str]] = {}
+    for commit, digests in recorded.get("code", {}).items():
+        changed = {part for part in CODE if digests.get(part) != code.get(part)}
+        groups = sorted({g for p in recorded.get("points", []) if p["commit"] == commit
+                         and (g := group_name(p["experiment"]))})
+        if not changed:
+            out[commit] = groups
+        elif changed <= set(PARAMS_PARTS) and groups:
+            then, now = composed_digests(groups, commit, cwd), composed_digests(groups, ref, cwd)
+            out[commit] = [g for g in groups if then[g] and then[g] == now[g]]
+        else:
+            out[commit] = []
+    return out
 
 
-def recorded_here(recorded: Mapping[str, Any], code: Mapping[str, str], machine: str) -> set[str]:
-    """The experiments an earlier part of this run measured (same code, same CPU): not run again."""
-    return {p["experiment"] for p in _ran_here(recorded, code, machine)}
+def _ran_here(recorded: Mapping[str, Any], code: Mapping[str, str], machine: str, ref: str = "HEAD",
+              cwd: str | Path | None = None) -> list[dict[str, Any]]:
+    """The points `recorded` (a frontier_points.json) holds that ran on this CPU and are what this pipeline code
+    gives (current_groups): a change to one preset leaves the other groups' points standing."""
+    current = current_groups(recorded, code, ref, cwd)
+    return [p for p in recorded.get("points", []) if p["machine"] == machine
+            and group_name(p["experiment"]) in current.get(p["commit"], ())]
+
+
+def recorded_here(recorded: Mapping[str, Any], code: Mapping[str, str], machine: str, ref: str = "HEAD",
+                  cwd: str | Path | None = None) -> set[str]:
+    """The experiments an earlier part of this run measured (what this code gives, on this CPU): not run again."""
+    return {p["experiment"] for p in _ran_here(recorded, code, machine, ref, cwd)}
 
 
 def earlier_parts(names: Collection[str], code: Mapping[str, str], machine: str, recorded: Mapping[str, Any],
+                  ref: str = "HEAD", cwd: str | Path | None = None,
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The points and layer rows `recorded` holds of experiments this run (`names`) did not measure, where they
-    ran on this run's pipeline code and CPU: the earlier parts of one run. Any others are another run's, and
-    left out."""
-    kept = [p for p in _ran_here(recorded, code, machine) if p["experiment"] not in names]
+    ran on this run's CPU and are what its pipeline code gives: the earlier parts of one run, or groups a preset
+    change left as they were. Any others are another run's, and left out."""
+    kept = [p for p in _ran_here(recorded, code, machine, ref, cwd) if p["experiment"] not in names]
     left = {p["experiment"] for p in recorded.get("points", [])} - names - {p["experiment"] for p in kept}
     if left:
         print(f"frontier: {len(left)} experiments of {POINTS_JSON} ran on other pipeline code or another CPU than "
@@ -571,13 +596,16 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool
         _git_out(["rev-parse", "--short=7", baselines[0]], None).strip(): code_digests(baselines[0])}
     machine = pts[0]["machine"] if pts else machine_label(machine_metrics(params.threads, params.kernels))
     recorded = _recorded()
-    more, more_layers = earlier_parts({p["experiment"] for p in pts}, next(iter(code.values())), machine, recorded)
+    ref = next(iter(code))
+    more, more_layers = earlier_parts({p["experiment"] for p in pts}, code[ref], machine, recorded, ref)
     pts += more
     if not pts:
         raise RuntimeError(f"no {PREFIX}* experiments on {', '.join(baselines)} in `dvc exp show` or in "
                            f"{POINTS_JSON}; run `python -m commands frontier` (or --baseline the commits they were "
                            "queued on)")
-    layers = lowest_seed(preset_layers(shown) + more_layers)
+    # One column order and presets in name order, whichever part measured them: a part rewrites few lines.
+    layers = sorted(({k: r[k] for k in sorted(r)} for r in lowest_seed(preset_layers(shown) + more_layers)),
+                    key=lambda r: r["preset"])
     code |= {p["commit"]: recorded["code"][p["commit"]] for p in more}
     write_json(POINTS_JSON, {"code": code, "layers": layers, "points": pts})
     rows = summarize(pts)
@@ -602,6 +630,10 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool
         # does not touch current (stale_groups).
         "composed": {**{c: old["composed"][c] for c in carried if c in old.get("composed", {})},
                      **{c: composed_digests(GROUPS, c) for c in code}},
+        # Which groups' experiments each commit ran: one row (the dense model's) can hold several commits' points.
+        "groups": {**{c: old["groups"][c] for c in carried if c in old.get("groups", {})},
+                   **{c: sorted({g for p in pts if p["commit"] == c and (g := group_name(p["experiment"]))})
+                      for c in code}},
         "machine": machine_metrics(params.threads, params.kernels)})
     return rows
 

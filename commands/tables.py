@@ -121,13 +121,14 @@ def _code_line(run: Mapping[str, Any], commits: Sequence[str], rows: Sequence[Ma
     by the frontier run), or differs there only in conf/ or params.yaml and composes the same params.yaml for
     every group those rows came from; where a group composes another, its rows may not be what the pipeline
     gives now, and where other code changed, any row."""
-    recorded, composed = run.get("code", {}), run.get("composed", {})
+    recorded, composed, ran = run.get("code", {}), run.get("composed", {}), run.get("groups", {})
     missing = [c for c in commits if c not in recorded]
     if missing:
         return (f" The code of {_and(missing)} is not recorded: whether its rows are what this checkout gives is "
                 "unknown.")
     changes = {c: changed for c in commits if (changed := frontier.code_changes(recorded[c]))}
-    groups = {c: frontier.stale_groups(changed, composed.get(c, {}), frontier.row_groups(rows, c))
+    # The groups each commit's experiments came from: recorded by the run, else read off the rows that name it.
+    groups = {c: frontier.stale_groups(changed, composed.get(c, {}), ran.get(c) or frontier.row_groups(rows, c))
               for c, changed in changes.items()}
     parts = {c: _and([f"`{p}`" for p in changed]) for c, changed in changes.items()}
     kept = "".join(f" Since {c} only {parts[c]} changed, and every group its rows came from composes the same "

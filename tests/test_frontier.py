@@ -333,6 +333,35 @@ def test_a_conf_change_stales_only_the_groups_whose_params_it_changes(tmp_path: 
     assert frontier.row_groups([*rows, {"commit": "abc1234", "groups": ""}], "abc1234") == set()  # cannot tell
 
 
+def test_points_of_groups_a_preset_change_left_alone_stay_current(tmp_path: Path) -> None:
+    """After a commit that changes one preset, the points an earlier commit recorded are still what the code gives
+    for every other group (not run again, kept in the table, the dense model's among them), not for the changed
+    preset's group; where code beside conf/ changed, for none."""
+    git = _conf_repo(tmp_path)
+    before = git("rev-parse", "--short=7", "HEAD").strip()
+    kb4 = tmp_path / "conf" / "combine" / "kb4.yaml"
+    kb4.write_text(kb4.read_text().replace("amount: 0.88", "amount: 0.87"))
+    git("commit", "-q", "-am", "kb4")
+    after = git("rev-parse", "--short=7", "HEAD").strip()
+    code = frontier.code_digests(after, tmp_path)
+    pts = [{"experiment": f"frontier-{g}-0", "method": "dense", "commit": c, "machine": "cpu"}
+           for g, c in (("p99", before), ("kb4", before), ("s8", "0" * 7))]
+    recorded = {"code": {before: frontier.code_digests(before, tmp_path), "0" * 7: {**code, "bignn/": "x"}},
+                "points": pts}
+    assert recorded["code"][before] != code  # conf/ differs
+    assert frontier.current_groups(recorded, code, after, tmp_path) == {before: ["p99"], "0" * 7: []}
+    assert frontier.recorded_here(recorded, code, "cpu", after, tmp_path) == {"frontier-p99-0"}
+    kept, _ = frontier.earlier_parts({"frontier-kb4-0"}, code, "cpu", recorded, after, tmp_path)
+    assert [p["experiment"] for p in kept] == ["frontier-p99-0"]
+    assert frontier.recorded_here(recorded, code, "other cpu", after, tmp_path) == set()
+    # Where the preset's change is undone, its group's points are current again.
+    kb4.write_text(kb4.read_text().replace("amount: 0.87", "amount: 0.88"))
+    git("commit", "-q", "-am", "kb4 back")
+    back = git("rev-parse", "--short=7", "HEAD").strip()
+    assert frontier.current_groups(recorded, frontier.code_digests(back, tmp_path), back, tmp_path)[before] == [
+        "kb4", "p99"]
+
+
 def test_collect_records_what_each_group_composed_and_which_groups_gave_each_row(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run of one group over the committed table, in a repo of its own: its rows name that group, the table's
@@ -350,6 +379,7 @@ def test_collect_records_what_each_group_composed_and_which_groups_gave_each_row
     rows = frontier.collect()
     run = json.loads((tmp_path / "metrics" / "frontier_run.json").read_text())
     assert run["baseline"] == [head[:7]] and run["composed"][head[:7]] == frontier.composed_digests(frontier.GROUPS)
+    assert run["groups"][head[:7]] == ["light"]
     assert {c: run["composed"][c] for c in run["carried"]} == {c: committed["composed"][c] for c in run["carried"]}
     ours = [r for r in rows if r["commit"] == head[:7]]
     assert ours and all(r["groups"] == "light" for r in ours)

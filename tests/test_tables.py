@@ -95,7 +95,7 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     assert "This checkout's pipeline code (`bignn/`, `stages/`" in line and "otherwise is those commits'" in line
     assert f"Since {first} only `conf/` changed, and every group its rows came from composes the same" in line
     # A group of its rows composes other params now (its preset changed): its rows are not current.
-    group = sorted(frontier.row_groups(frontier.read_rows(metrics / "frontier_sweep.csv"), first))[0]
+    group = d["groups"][first][0]  # a group whose experiments ran on that commit
     composed = d["composed"][first]
     d["composed"][first] = {**composed, group: "0" * 12}
     run_json.write_text(json.dumps(d))
@@ -103,6 +103,14 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     assert (f"Since {first} only `conf/` changed, but `{group}` composes another params.yaml from it: the rows it "
             f"gave may not be") in line and f"`python -m commands frontier --groups {group} --rerun`" in line
     assert "This checkout's pipeline code" not in line
+    # Another group changed, whose experiments ran on other commits: that commit's rows stay current.
+    other = next(g for g in frontier.GROUPS if g not in d["groups"][first])
+    d["composed"][first] = {**composed, other: "0" * 12}
+    run_json.write_text(json.dumps(d))
+    assert f"Since {first} only `conf/` changed, and every group" in tables.frontier_run(metrics)
+    # A run that did not record its groups: read off the rows that name the commit (the dense row names them all).
+    run_json.write_text(json.dumps({k: v for k, v in d.items() if k != "groups"}))
+    assert f"but `{other}` composes another params.yaml" in tables.frontier_run(metrics)
     # Nor where code beside conf/ changed, whatever it composes.
     d["composed"][first] = composed
     d["code"][first] = {**d["code"][first], "bignn/": "0" * 12}
