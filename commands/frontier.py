@@ -606,7 +606,8 @@ def collect(baselines: Sequence[str] = ("HEAD",), keep: bool = True, table: bool
     # One column order and presets in name order, whichever part measured them: a part rewrites few lines.
     layers = sorted(({k: r[k] for k in sorted(r)} for r in lowest_seed(preset_layers(shown) + more_layers)),
                     key=lambda r: r["preset"])
-    code |= {p["commit"]: recorded["code"][p["commit"]] for p in more}
+    # The commits the points came from (HEAD stands in above only where this run measured none: not one of them).
+    code = {c: code.get(c) or recorded["code"][c] for c in dict.fromkeys(p["commit"] for p in pts)}
     write_json(POINTS_JSON, {"code": code, "layers": layers, "points": pts})
     rows = summarize(pts)
     if not table:
@@ -665,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     committed = yaml.safe_load(paths.PARAMS_FILE.read_text())
     exps = frontier_experiments(args.groups, args.seeds, skip=done, params=committed)
     if done and not args.collect_only:
-        print(f"frontier: {len(done)} experiments of {POINTS_JSON} ran on this code and CPU: not run again "
+        print(f"frontier: {len(done)} experiments of {POINTS_JSON} are what this code gives on this CPU: not run again "
               f"({', '.join(sorted(done))}; --rerun runs them)")
     if args.collect_only or not exps:
         pass

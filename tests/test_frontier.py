@@ -386,3 +386,13 @@ def test_collect_records_what_each_group_composed_and_which_groups_gave_each_row
     assert {r["groups"] for r in rows if r not in ours} >= {"default", "kb4", "p99"}
     assert "light" not in {g for r in rows if r not in ours for g in r["groups"].split(" + ")}  # replaced
     assert frontier.read_rows(tmp_path / "metrics" / "frontier_sweep.csv") == rows
+    # A collect on a later commit of the same pipeline code that measures nothing new: the same table from the
+    # recorded points, and no commit named that no experiment ran on.
+    (tmp_path / "NOTES").write_text("not pipeline code\n")
+    git("add", "NOTES")
+    git("commit", "-q", "-m", "notes")
+    monkeypatch.setattr(frontier, "dvc", lambda *args: json.dumps([{"rev": "later", "experiments": []}]))
+    monkeypatch.setattr(frontier, "machine_metrics", lambda *args: {"cpu": "AMD EPYC", "physical_cores": 2})
+    assert frontier.collect() == rows
+    again = json.loads((tmp_path / "metrics" / "frontier_run.json").read_text())
+    assert again["baseline"] == [head[:7]] and again["groups"] == run["groups"]
