@@ -12,7 +12,8 @@ the fastest model for an accuracy budget (not a pipeline stage).
 A run can come in parts (some groups per session, or per machine of one CPU type): every experiment's points
 are kept in metrics/frontier_points.json; a later run on the same pipeline code and CPU does not run those
 experiments again (--rerun does) and adds its own points to theirs, so the table of the last part holds every
-part's (parts on other code or another CPU are left out).
+part's (parts on other code or another CPU are left out). Code that differs only in conf/ or params.yaml is the
+same for a group that composes the same params.yaml from it: after a preset change, only its group runs again.
 
 Three size groups (light, default, heavy) each set one size per method at once (prune.amount, channel.amount,
 combine.amount, the student's shape) and one seed for all of them (prune.seed, channel.seed, combine.seed,
