@@ -87,12 +87,16 @@ def test_docs_tables_follow_the_frontier_csv_and_name_its_machine(tmp_path: Path
     run_json.write_text(json.dumps(d))
     assert "This checkout's pipeline code (`bignn/`, `stages/`" in tables.frontier_run(metrics)
     first = d["baseline"][0]
+    # One group's experiments ran on that commit, the others' elsewhere (a run in parts), whatever the committed
+    # run was: a change to another group must leave that commit's rows alone.
+    d["groups"] = {**d["groups"], first: d["groups"][first][:1]}
     d["code"][first] = {**d["code"][first], "conf/": "0" * 12}
     d["composed"][first] = frontier.composed_digests(frontier.GROUPS)  # what this checkout's conf/ composes
     run_json.write_text(json.dumps(d))
     # Only conf/ changed, and it composes what each group of that commit's rows composed there: still current.
     line = tables.frontier_run(metrics)
-    assert "This checkout's pipeline code (`bignn/`, `stages/`" in line and "otherwise is those commits'" in line
+    whose = "that commit's" if len(d["baseline"]) == 1 else "those commits'"
+    assert "This checkout's pipeline code (`bignn/`, `stages/`" in line and f"otherwise is {whose}" in line
     assert f"Since {first} only `conf/` changed, and every group its rows came from composes the same" in line
     # A group of its rows composes other params now (its preset changed): its rows are not current.
     group = d["groups"][first][0]  # a group whose experiments ran on that commit
