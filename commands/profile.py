@@ -3,8 +3,9 @@
 `epoch` runs `--steps` training steps of the dense model and of the distilled student (with the teacher's forward pass)
 exactly as the stages do, under torch.profiler, groups the ops (conv, linear, batch norm, pooling, optimizer,
 augmentation, ...), and scales them to one epoch of params.yaml's training set. The per-epoch test pass is timed
-on its own. Prints a table per model; needs the MNIST files (`dvc repro download`). The teacher is a freshly
-built dense model: its weights do not change its speed.
+on its own. `--compile` trains through torch.compile instead (forward and backward as Inductor's fused kernels;
+the stages never do): what fusing the elementwise ops would buy. Prints a table per model; needs the MNIST
+files (`dvc repro download`). The teacher is a freshly built dense model: its weights do not change its speed.
 
 `sparse-linear` times each FC layer of params.yaml's model instead, masked to several densities: the dense
 masked product (what torch's pruning hook computes) against sparse.SparseLinear (kept weights only), the
@@ -45,6 +46,8 @@ from bignn.training import MEMORY_FORMAT, as_input, predict, prepare
 
 # Profiler op names (forward and backward) to the part of the step they belong to; first match wins.
 GROUPS = (
+    # Under --compile: Inductor's generated C++ for everything it fused (the matrix products stay aten ops).
+    ("compiled (Inductor's fused kernels)", ("compiledfxgraph",)),
     ("augmentation", ("affine_grid", "grid_sampler", "aten::cos", "aten::sin", "aten::bmm")),
     ("optimizer", ("adam", "zero_grad", "lr_scheduler")),
     ("conv", ("conv",)),
@@ -73,15 +76,17 @@ FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_
 
 
 def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int, gen: torch.Generator,
-             memory_format: torch.memory_format) -> Callable[[], torch.Tensor]:
-    """One training step as fit() takes it; returns the augmented batch it trained on."""
+             memory_format: torch.memory_format, compiled: bool = False) -> Callable[[], torch.Tensor]:
+    """One training step as fit() takes it (through torch.compile if `compiled`); returns the augmented batch
+    it trained on."""
     t = params.train
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    forward = torch.compile(model, dynamic=False) if compiled else model
 
     def step() -> torch.Tensor:
         idx = torch.randint(len(train), (batch_size,), generator=gen)
         x = as_input(augment(train.images[idx], t.max_shift, t.max_rotate, gen, t.max_scale), memory_format)
-        loss = F.cross_entropy(model(x), train.labels[idx], label_smoothing=t.label_smoothing)
+        loss = F.cross_entropy(forward(x), train.labels[idx], label_smoothing=t.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -92,13 +97,14 @@ def _step_fn(model: nn.Module, train: Split, params: Params, batch_size: int, ge
 
 def profile_training(model: nn.Module, train: Split, test: Split, params: Params, batch_size: int, steps: int,
                      teacher: nn.Module | None = None, fill_uninitialized: bool = False,
-                     memory_format: torch.memory_format = MEMORY_FORMAT) -> dict[str, float]:
-    """Seconds per epoch of training set, by part of the step; the teacher's forward and the test pass apart."""
+                     memory_format: torch.memory_format = MEMORY_FORMAT, compiled: bool = False) -> dict[str, float]:
+    """Seconds per epoch of training set, by part of the step; the teacher's forward and the test pass apart.
+    With `compiled` the warm-up steps also compile (not timed)."""
     setup(params.threads, params.kernels)
     gen = seeded(params.seed)
     torch.utils.deterministic.fill_uninitialized_memory = fill_uninitialized
-    step = _step_fn(prepare(model, memory_format).train(), train, params, batch_size, gen, memory_format)
-    for _ in range(3):  # warm-up: kernel choice, allocator
+    step = _step_fn(prepare(model, memory_format).train(), train, params, batch_size, gen, memory_format, compiled)
+    for _ in range(3):  # warm-up: kernel choice, allocator, compilation
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
@@ -156,7 +162,7 @@ def _time_backward(model: nn.Module, x: torch.Tensor, reps: int) -> float:
 
 
 def run(params: Params, steps: int, fill_uninitialized: bool = False,
-        memory_format: torch.memory_format = MEMORY_FORMAT) -> dict[str, dict[str, float]]:
+        memory_format: torch.memory_format = MEMORY_FORMAT, compiled: bool = False) -> dict[str, dict[str, float]]:
     setup(params.threads, params.kernels)
     seeded(params.seed)
     train = load_split(params.data.root, train=True, limit=params.data.train_limit, verify=params.data.verify)
@@ -165,10 +171,10 @@ def run(params: Params, steps: int, fill_uninitialized: bool = False,
     dense = build_model(**model_args_from(params.model))
     student = build_model(**model_args_from(params.distill.student))
     return {"dense training": profile_training(dense, train, test, params, params.train.batch_size, steps,
-                                               None, fill_uninitialized, memory_format),
+                                               None, fill_uninitialized, memory_format, compiled),
             "distillation (student + teacher)": profile_training(student, train, test, params,
                                                                  params.distill.batch_size, steps, teacher,
-                                                                 fill_uninitialized, memory_format)}
+                                                                 fill_uninitialized, memory_format, compiled)}
 
 
 # The models `--serving` times: the dense one and the channel stage's.
@@ -271,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        help="layout of conv activations and weights (the stages use channels_last)")
     epoch.add_argument("--fill-uninitialized-memory", action="store_true",
                        help="let deterministic mode fill new tensors with NaN (the stages turn it off)")
+    epoch.add_argument("--compile", action="store_true",
+                       help="train through torch.compile (Inductor; needs a C++ compiler), as the stages do not")
     sub.add_parser("sparse-linear", help="each FC layer masked-dense vs on its kept weights only, by density")
     sub.add_parser("latency-floor", help="batch-1 latency of the architecture with every hidden layer narrowed")
     sub.add_parser("serving", help="batch-1 latency of the dense and channel models (after `dvc repro`) served "
@@ -278,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params()
     if args.what == "epoch":
-        results = run(params, args.steps, args.fill_uninitialized_memory, FORMATS[args.memory_format])
+        results = run(params, args.steps, args.fill_uninitialized_memory, FORMATS[args.memory_format], args.compile)
         for name, parts in results.items():
             print(f"\n{name}: seconds per epoch")
             for part, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):

@@ -19,6 +19,7 @@ from commands import profile
     ("aten::native_batch_norm_backward", "batch norm"), ("aten::_fused_adamw_", "optimizer"),
     ("aten::grid_sampler_2d", "augmentation"), ("aten::fill_", "memory fill and copies"),
     ("aten::bernoulli_", "dropout"), ("aten::max_pool2d_with_indices", "max pool"),
+    ("## Call CompiledFxGraph fjel7fm6p6g443xcwjsovikyxgfv ##", "compiled (Inductor's fused kernels)"),
     ("aten::some_new_op", "other (elementwise, indexing, Python)"),
 ])
 def test_ops_are_grouped_by_part_of_the_step(op: str, group: str) -> None:
@@ -35,6 +36,32 @@ def test_profile_scales_parts_to_an_epoch(tiny_params: Params) -> None:
     wall = parts["= training step, wall (under the profiler)"]
     profiled = sum(v for k, v in parts.items() if not k.startswith(("=", "teacher", "test")))
     assert 0 < profiled <= wall * 1.5  # self times of the ops account for (most of) the wall time, not more
+
+
+def test_compiled_trains_through_torch_compile_and_eager_does_not(tiny_params: Params,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--compile hands the model to torch.compile (stood in for here: Inductor's C++ build takes ~20 s on 2 cores,
+    and the serving test compiles once already) and trains through what it returns; without it, nothing is."""
+    calls, used = [], []
+
+    def fake_compile(model: torch.nn.Module, **kwargs: object) -> object:
+        calls.append(kwargs)
+
+        def compiled(x: torch.Tensor) -> torch.Tensor:
+            used.append(len(x))
+            return model(x)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    train = load_split(tiny_params.data.root, train=True, limit=256, verify=False)
+    test = load_split(tiny_params.data.root, train=False, limit=100, verify=False)
+    model = build_model(**model_args_from(tiny_params.model))
+    profile.profile_training(model, train, test, tiny_params, 64, steps=2)
+    assert calls == []
+    parts = profile.profile_training(model, train, test, tiny_params, 64, steps=2, compiled=True)
+    assert calls == [{"dynamic": False}]
+    assert used == [64] * 5  # every step (3 warm-up, 2 profiled) went through what torch.compile returned
+    assert parts["conv"] > 0 and parts["optimizer"] > 0
 
 
 def test_sparse_linear_timings_cover_every_density() -> None:
