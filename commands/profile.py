@@ -8,8 +8,8 @@ the stages never do): what fusing the elementwise ops would buy. Prints a table 
 files (`dvc repro download`). The teacher is a freshly built dense model: its weights do not change its speed.
 
 `sparse-linear` times each FC layer of params.yaml's model instead, masked to several densities: the dense
-masked product (what torch's pruning hook computes) against sparse.SparseLinear (kept weights only), the
-measurement behind sparse.MAX_DENSITY.
+masked product (what torch's pruning hook computes) against sparse.SparseLinear (kept weights only, CSR), the
+measurement behind sparse.MAX_DENSITY, and against GatherLinear (kept weights only, gather and index-add).
 
 `latency-floor` times one image through params.yaml's architecture with every hidden layer cut to a fraction
 of its channels (fresh weights: they do not change the speed), the way evaluate times a model: how far
@@ -129,10 +129,31 @@ def profile_training(model: nn.Module, train: Split, test: Split, params: Params
     return out
 
 
+class GatherLinear(nn.Module):
+    """A masked linear layer on its kept weights only, from ATen ops that add in a fixed order (gather the inputs
+    each kept weight reads, multiply, index-add into the outputs): the kind of product `kernels: portable` could
+    train a 99%-sparse layer with, where the CSR products are MKL's. Timed here, not used by the stages."""
+
+    def __init__(self, layer: nn.Linear) -> None:
+        super().__init__()
+        rows, cols = torch.nonzero(layer.weight.detach(), as_tuple=True)
+        self.register_buffer("rows", rows)
+        self.register_buffer("cols", cols)
+        self.values = nn.Parameter(layer.weight.detach()[rows, cols].clone())
+        self.bias = nn.Parameter(layer.bias.detach().clone())
+        self.out_features = layer.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Features-major (in, batch): each kept weight gathers and adds one contiguous row of `batch` floats.
+        picked = x.t().contiguous().index_select(0, self.cols) * self.values[:, None]
+        out = self.bias[:, None].expand(self.out_features, len(x)).clone()
+        return out.index_add_(0, self.rows, picked).t()
+
+
 def sparse_linear_timings(in_features: int, out_features: int, batch_size: int, densities: Sequence[float],
                           reps: int = 20) -> list[dict[str, float]]:
-    """Milliseconds of one forward + backward of a magnitude-masked linear layer, dense (torch's pruning
-    hook and F.linear) and wrapped in sparse.SparseLinear, at each fraction of weights kept."""
+    """Milliseconds of one forward + backward of a magnitude-masked linear layer: dense (torch's pruning hook
+    and F.linear), wrapped in sparse.SparseLinear (CSR) and as a GatherLinear, at each fraction of weights kept."""
     rows = []
     for density in densities:
         torch.manual_seed(0)
@@ -141,8 +162,11 @@ def sparse_linear_timings(in_features: int, out_features: int, batch_size: int, 
         x = torch.randn(batch_size, in_features, requires_grad=True)
         model = nn.Sequential(layer)
         dense_ms = _time_backward(model, x, reps)
+        gather = GatherLinear(layer)
+        gather_ms = _time_backward(gather, x, reps)
         sparse.wrap(model, max_density=1.0)
-        rows.append({"density": density, "dense_ms": dense_ms, "sparse_ms": _time_backward(model, x, reps)})
+        rows.append({"density": density, "dense_ms": dense_ms, "sparse_ms": _time_backward(model, x, reps),
+                     "gather_ms": gather_ms})
         sparse.unwrap(model)
     return rows
 
@@ -265,7 +289,7 @@ def _print_sparse_linear(params: Params) -> None:
         print(f"\nFC {in_f} -> {out_f}, batch {params.prune.batch_size}: ms per forward + backward")
         for row in sparse_linear_timings(in_f, out_f, params.prune.batch_size, SPARSE_DENSITIES):
             print(f"  {row['density']:5.0%} kept   dense (masked) {row['dense_ms']:6.1f}   "
-                  f"kept weights only {row['sparse_ms']:6.1f}")
+                  f"kept weights only: CSR {row['sparse_ms']:6.1f}, gather/index-add {row['gather_ms']:6.1f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -279,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        help="let deterministic mode fill new tensors with NaN (the stages turn it off)")
     epoch.add_argument("--compile", action="store_true",
                        help="train through torch.compile (Inductor; needs a C++ compiler), as the stages do not")
-    sub.add_parser("sparse-linear", help="each FC layer masked-dense vs on its kept weights only, by density")
+    sub.add_parser("sparse-linear", help="each FC layer masked-dense vs on its kept weights only (CSR, "
+                                         "gather/index-add), by density")
     sub.add_parser("latency-floor", help="batch-1 latency of the architecture with every hidden layer narrowed")
     sub.add_parser("serving", help="batch-1 latency of the dense and channel models (after `dvc repro`) served "
                                    "eager, as TorchScript and through torch.compile")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils import prune
 
 from bignn import training
 from bignn.config import Params
@@ -67,7 +68,26 @@ def test_compiled_trains_through_torch_compile_and_eager_does_not(tiny_params: P
 def test_sparse_linear_timings_cover_every_density() -> None:
     rows = profile.sparse_linear_timings(64, 16, 8, densities=(0.05, 0.5), reps=2)
     assert [r["density"] for r in rows] == [0.05, 0.5]
-    assert all(r["dense_ms"] > 0 and r["sparse_ms"] > 0 for r in rows)
+    assert all(r["dense_ms"] > 0 and r["sparse_ms"] > 0 and r["gather_ms"] > 0 for r in rows)
+
+
+def test_gather_linear_is_the_masked_layer_on_its_kept_weights() -> None:
+    """The same outputs, the same gradient for the input, and for each kept weight the masked layer's gradient."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(40, 12)
+    prune.l1_unstructured(layer, "weight", amount=0.9)
+    gather = profile.GatherLinear(layer)
+    assert len(gather.values) == int(layer.weight_mask.sum()) == 48
+    x = torch.randn(6, 40, requires_grad=True)
+    y = layer(x)
+    (y * torch.arange(12.0)).sum().backward()
+    dense_dx, x.grad = x.grad, None
+    y_gather = gather(x)
+    (y_gather * torch.arange(12.0)).sum().backward()
+    torch.testing.assert_close(y_gather, y)
+    torch.testing.assert_close(x.grad, dense_dx)
+    torch.testing.assert_close(gather.values.grad, layer.weight_orig.grad[gather.rows, gather.cols])
+    torch.testing.assert_close(gather.bias.grad, layer.bias.grad)
 
 
 def test_latency_floor_narrows_every_hidden_layer(tiny_params: Params) -> None:
