@@ -135,8 +135,9 @@ class GatherLinear(nn.Module):
     train a 99%-sparse layer with, where the CSR products are MKL's. Timed here, not used by the stages."""
 
     def __init__(self, layer: nn.Linear) -> None:
+        """`layer` pruned with torch.nn.utils.prune: its mask says which weights are kept."""
         super().__init__()
-        rows, cols = torch.nonzero(layer.weight.detach(), as_tuple=True)
+        rows, cols = torch.nonzero(layer.weight_mask, as_tuple=True)
         self.register_buffer("rows", rows)
         self.register_buffer("cols", cols)
         self.values = nn.Parameter(layer.weight.detach()[rows, cols].clone())
