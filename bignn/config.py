@@ -131,6 +131,8 @@ class PruneConfig(FinetuneConfig):
     vd_epochs: int
     vd_lr: float
     vd_beta: float
+    codebook_epochs: int
+    codebook_lr: float
 
     METHODS = ("global_l1", "layer_l1", "erk_l1", "random", "global_vd")
 
@@ -156,21 +158,19 @@ class PruneConfig(FinetuneConfig):
                  f"an integer >= 1 for {p}.method global_vd (it ranks by what those epochs learn)", self.vd_epochs)
         _require(self.vd_lr > 0, f"{p}.vd_lr", "a number > 0", self.vd_lr)
         _require(self.vd_beta >= 0, f"{p}.vd_beta", "a number >= 0", self.vd_beta)
+        _require(self.codebook_epochs >= 0, f"{p}.codebook_epochs", "an integer >= 0", self.codebook_epochs)
+        _require(self.codebook_lr > 0, f"{p}.codebook_lr", "a number > 0", self.codebook_lr)
 
 
 @dataclass(frozen=True)
 class CombineConfig(PruneConfig):
     source: str
-    codebook_epochs: int
-    codebook_lr: float
 
     SOURCES = ("channel", "student")
 
     def validate(self, p: str) -> None:
         super().validate(p)
         _require(self.source in self.SOURCES, f"{p}.source", f"one of {list(self.SOURCES)}", self.source)
-        _require(self.codebook_epochs >= 0, f"{p}.codebook_epochs", "an integer >= 0", self.codebook_epochs)
-        _require(self.codebook_lr > 0, f"{p}.codebook_lr", "a number > 0", self.codebook_lr)
 
 
 @dataclass(frozen=True)
@@ -283,10 +283,11 @@ class Params:
         _require(1 <= self.threads <= 256, "threads", "an integer in [1, 256]", self.threads)
         _require(self.kernels in KERNEL_MODES, "kernels", "portable, baseline or native", self.kernels)
         _require(self.device in DEVICES, "device", f"one of {list(DEVICES)}", self.device)
-        trained = self.combine.codebook_epochs == 0 or (self.compress.quantizer, self.compress.coder) == (
-            "kmeans", "range")
-        _require(trained, "combine.codebook_epochs", "0 unless compress.quantizer is kmeans and compress.coder "
-                 "range (it trains a range file's k-means values)", self.combine.codebook_epochs)
+        ranged = (self.compress.quantizer, self.compress.coder) == ("kmeans", "range")
+        for name, section in (("prune", self.prune), ("combine", self.combine)):
+            _require(section.codebook_epochs == 0 or ranged, f"{name}.codebook_epochs", "0 unless "
+                     "compress.quantizer is kmeans and compress.coder range (it trains a range file's k-means "
+                     "values)", section.codebook_epochs)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

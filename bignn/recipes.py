@@ -14,7 +14,7 @@ from torch import nn
 from bignn.channels import kept_widths, prune_channels, widths
 from bignn.codebook import tune_codebooks
 from bignn.compression import compress_model, decode_file
-from bignn.config import DistillConfig, Params, TrainConfig
+from bignn.config import CompressConfig, DistillConfig, Params, PruneConfig, TrainConfig
 from bignn.data import Split
 from bignn.live import EpochLogger
 from bignn.model import BigCNN, build_model, count_params, model_args_from
@@ -93,24 +93,32 @@ def train_student(params: Params, train: Split, test: Split, gen: torch.Generato
     return student, history
 
 
-def combined_file(params: Params, model: nn.Module, dense_bytes: int, source_bytes: int, train: Split,
-                  gen: torch.Generator, device: torch.device = CPU) -> tuple[bytes, dict[str, Any]]:
-    """The combine stage's file of a pruned `model`: compressed as compress.* says, then, with
-    combine.codebook_epochs, the model that file decodes to with its shared values trained (bignn/codebook.py)
-    and compressed again. Returns compress_model's bytes and report."""
-    data, report = compress_model(params.compress, model, dense_bytes, source_bytes)
-    cfg = params.combine
+def coded_file(compress: CompressConfig, cfg: PruneConfig, t: TrainConfig, model: nn.Module, dense_bytes: int,
+               source_bytes: int, train: Split | None, gen: torch.Generator,
+               device: torch.device = CPU) -> tuple[bytes, dict[str, Any]]:
+    """A pruned `model` compressed as `compress` says, then, with cfg.codebook_epochs (prune's or combine's),
+    the model that file decodes to with its shared values trained on `train` (bignn/codebook.py) and compressed
+    again: the same positions, trained values. Returns compress_model's bytes and report."""
+    data, report = compress_model(compress, model, dense_bytes, source_bytes)
     if cfg.codebook_epochs == 0:
         return data, report
+    if train is None:
+        raise ValueError("codebook_epochs > 0 trains the file's values: it needs the training images")
     decoded = decode_file(data)
-    t = params.train
     spec = FitSpec(epochs=cfg.codebook_epochs, batch_size=cfg.batch_size, lr=cfg.codebook_lr, weight_decay=0.0,
                    label_smoothing=cfg.label_smoothing, max_shift=cfg.augment * t.max_shift,
                    max_rotate=cfg.augment * t.max_rotate, max_scale=cfg.augment * t.max_scale, schedule="cosine")
     tune_codebooks(decoded, spec, train, gen, device)
-    return compress_model(params.compress, decoded, dense_bytes, source_bytes)
+    return compress_model(compress, decoded, dense_bytes, source_bytes)
 
 
-__all__ = ["channel_prune", "combined_file", "dense_fit_spec", "prune_model", "teacher_loss", "train_dense",
-           "train_student"]
+def combined_file(params: Params, model: nn.Module, dense_bytes: int, source_bytes: int, train: Split,
+                  gen: torch.Generator, device: torch.device = CPU) -> tuple[bytes, dict[str, Any]]:
+    """The combine stage's file of a pruned `model`: coded_file with the combine section's codebook epochs."""
+    return coded_file(params.compress, params.combine, params.train, model, dense_bytes, source_bytes, train, gen,
+                      device)
+
+
+__all__ = ["channel_prune", "coded_file", "combined_file", "dense_fit_spec", "prune_model", "teacher_loss",
+           "train_dense", "train_student"]
 

@@ -35,7 +35,7 @@ import yaml
 from torch import nn
 
 from bignn import paths, recipes
-from bignn.compression import RANGE_MAGIC, compress_model, decode_file
+from bignn.compression import RANGE_MAGIC, decode_file
 from bignn.config import Params, load_params, params_from_dict
 from bignn.data import Split, split_of
 from bignn.io import float_model, load_checkpoint, write_json
@@ -68,7 +68,8 @@ def _pruned(p: Params, data: Data, base: Base) -> nn.Module:
 
 
 def _compressed(p: Params, data: Data, base: Base) -> tuple[nn.Module, bytes]:
-    blob = compress_model(p.compress, _pruned(p, data, base), paths.DENSE_MODEL.stat().st_size, 1)[0]
+    blob = recipes.coded_file(p.compress, p.prune, p.train, _pruned(p, data, base), paths.DENSE_MODEL.stat().st_size,
+                              1, data[0], seeded(p.prune.seed), _device(p))[0]
     return decode_file(blob), blob
 
 

@@ -17,6 +17,7 @@ from bignn.model import prunable
 from bignn.recipes import combined_file
 from bignn.runtime import seeded
 from bignn.training import FitSpec, score
+from stages import compress
 from tests.tiny import tiny_dict
 
 SPEC = FitSpec(epochs=1, batch_size=64, lr=0.003, weight_decay=0.0, label_smoothing=0.1, max_shift=0.0,
@@ -99,15 +100,33 @@ def test_combined_file_trains_the_values_only_when_asked(pruned_params: Params) 
     assert score(compression.decode_file(tuned), test)["accuracy"] > 50
 
 
-def test_codebook_epochs_need_a_range_kmeans_file() -> None:
-    for compress in ({"quantizer": "uniform", "coder": "range"}, {"quantizer": "uniform", "coder": "lzma"}):
-        with pytest.raises(ConfigError, match="combine.codebook_epochs must be 0 unless compress.quantizer is "
+@pytest.mark.parametrize("section", ["prune", "combine"])
+def test_codebook_epochs_need_a_range_kmeans_file(section: str) -> None:
+    for coding in ({"quantizer": "uniform", "coder": "range"}, {"quantizer": "uniform", "coder": "lzma"}):
+        with pytest.raises(ConfigError, match=f"{section}.codebook_epochs must be 0 unless compress.quantizer is "
                                               "kmeans and compress.coder range"):
-            params_from_dict(tiny_dict(combine={"codebook_epochs": 2}, compress=compress))
-    with pytest.raises(ConfigError, match="combine.codebook_epochs must be an integer >= 0, got -1"):
-        params_from_dict(tiny_dict(combine={"codebook_epochs": -1}))
-    with pytest.raises(ConfigError, match="combine.codebook_lr must be a number > 0, got 0"):
-        params_from_dict(tiny_dict(combine={"codebook_lr": 0}))
-    with pytest.raises(ConfigError, match="unknown key 'prune.codebook_epochs'"):
-        params_from_dict(tiny_dict(prune={"codebook_epochs": 1}))  # a combine key only
+            params_from_dict(tiny_dict(**{section: {"codebook_epochs": 2}}, compress=coding))
+    with pytest.raises(ConfigError, match=f"{section}.codebook_epochs must be an integer >= 0, got -1"):
+        params_from_dict(tiny_dict(**{section: {"codebook_epochs": -1}}))
+    with pytest.raises(ConfigError, match=f"{section}.codebook_lr must be a number > 0, got 0"):
+        params_from_dict(tiny_dict(**{section: {"codebook_lr": 0}}))
 
+
+def test_the_compress_stage_trains_the_values_with_prune_codebook_epochs(pruned_params: Params) -> None:
+    """prune.codebook_epochs does for models/compressed.bin what combine.codebook_epochs does for the combined
+    file: the same positions, trained values, the same file on every run; 0 leaves it as fitted."""
+    params = replace(pruned_params, compress=replace(pruned_params.compress, coder="range", quantizer="kmeans",
+                                                     bits=4))
+    plain, _ = compress.run(params)
+    model = load_checkpoint(paths.PRUNED_MODEL)[0]
+    assert plain == compression.compress_model(params.compress, model, 1, 1)[0]
+    tuned_params = replace(params, prune=replace(params.prune, codebook_epochs=1, codebook_lr=0.003))
+    tuned, report = compress.run(tuned_params)
+    assert tuned != plain and report["bytes"] == len(tuned)
+    assert tuned == compress.run(tuned_params)[0]  # reproducible: seeded by prune.seed
+    positions = [compression.range_parts(compression.decode_file(d), 4, "kmeans")["positions"]
+                 for d in (plain, tuned)]
+    assert positions[0] == positions[1]
+    train = split_of(params.data, train=True)
+    a, b = (score(compression.decode_file(d), train)["loss"] for d in (plain, tuned))
+    assert b < a, (a, b)
