@@ -106,11 +106,11 @@ def test_fit_brings_the_model_back_to_the_cpu(tiny_params: Params) -> None:
 
 
 def test_the_stages_that_train_or_score_set_up_their_device() -> None:
-    for name in ("train", "prune", "channel", "distill", "combine", "evaluate"):
+    for name in ("train", "prune", "compress", "channel", "distill", "combine", "evaluate"):
         assert "use_device(params.device)" in (ROOT / "stages" / f"{name}.py").read_text(), name
 
 
 def test_dvc_yaml_reruns_a_stage_when_its_device_changes() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     uses = {name for name, stage in stages.items() if "device" in stage.get("params", [])}
-    assert uses == {"train", "prune", "channel", "distill", "combine", "evaluate"}
+    assert uses == {"train", "prune", "compress", "channel", "distill", "combine", "evaluate"}
